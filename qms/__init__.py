@@ -1,0 +1,5 @@
+"""Project package and shared kernel of the QMS."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,175 @@
+"""Kernel records: the audit trail, e-signatures, deadlines and notifications."""
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+
+from .audit import audited
+from .tenancy import SponsorOwned, SponsorScopedManager
+
+
+class AuditEvent(models.Model):
+    """One captured change. Written only by the database trigger; append-only and hash-chained
+    (the table, its functions and triggers are created in migration 0001)."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", "created"
+        UPDATE = "update", "changed"
+        DELETE = "delete", "deleted"
+
+    seq = models.BigIntegerField(primary_key=True)
+    occurred_at = models.DateTimeField()
+    actor_id = models.BigIntegerField(null=True)
+    actor_username = models.TextField()
+    model = models.TextField()
+    object_id = models.TextField()
+    action = models.TextField(choices=Action.choices)
+    changes = models.JSONField()
+    reason = models.TextField()
+    sponsor = models.ForeignKey(
+        "sponsors.Sponsor", null=True, on_delete=models.DO_NOTHING, db_constraint=False
+    )
+    prev_hash = models.TextField()
+    hash = models.TextField()
+
+    sponsor_lookup = "sponsor_id"
+    objects = SponsorScopedManager()
+
+    class Meta:
+        managed = False
+        db_table = "qms_audit_event"
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.model}:{self.object_id} {self.action}"
+
+    @property
+    def actor_display(self) -> str:
+        return self.actor_username or "system"
+
+    @property
+    def model_name(self) -> str:
+        return self.model.split(".", 1)[-1]
+
+    def change_rows(self) -> list[tuple[str, object, object]]:
+        return [(field, pair[0], pair[1]) for field, pair in sorted(self.changes.items())]
+
+
+@audited
+class Signature(models.Model):
+    """An electronic signature (21 CFR 11.50/11.70): who, when (UTC), what it means, bound to a
+    hash of the signed record's content and sealed with the server key."""
+
+    class Meaning(models.TextChoices):
+        AUTHORED = "authored", "Authored"
+        REVIEWED = "reviewed", "Reviewed"
+        APPROVED = "approved", "Approved"
+        RELEASED = "released", "Released"
+        REJECTED = "rejected", "Rejected"
+        CLOSED = "closed", "Closed"
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
+    object_id = models.CharField(max_length=64)
+    record = GenericForeignKey("content_type", "object_id")
+    sponsor = models.ForeignKey(
+        "sponsors.Sponsor", null=True, blank=True, on_delete=models.PROTECT, db_index=True
+    )
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    printed_name = models.CharField(max_length=300)
+    meaning = models.CharField(max_length=20, choices=Meaning.choices)
+    signed_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+    seal = models.CharField(max_length=64)
+
+    sponsor_lookup = "sponsor_id"
+    objects = SponsorScopedManager()
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        indexes = [models.Index(fields=["content_type", "object_id"])]
+
+    def __str__(self) -> str:
+        meaning = self.get_meaning_display().lower()
+        return f"{self.printed_name} — {meaning} — {self.signed_at:%Y-%m-%d %H:%M} UTC"
+
+
+@audited
+class Deadline(SponsorOwned):
+    """Something that must happen by a time, e.g. "notify the sponsor of DEV-0007 within 24 h".
+    Lives in PostgreSQL so a worker restart loses nothing; the beat sweep notifies once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        NOTIFIED = "notified", "Notified"
+        MET = "met", "Met"
+        CANCELLED = "cancelled", "Cancelled"
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=60)
+    title = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    due_at = models.DateTimeField()
+    notify_at = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    recipient_roles = models.JSONField(default=list, blank=True)
+    notify_sponsor_contact = models.BooleanField(default=False)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT)
+    object_id = models.CharField(max_length=64, blank=True)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["status", "notify_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.status == self.Status.PENDING and self.due_at < timezone.now()
+
+
+@audited(exclude=("read_at",))
+class Notification(SponsorOwned):
+    """A message sent because a deadline fell due: one row per recipient, shown in-app and
+    e-mailed once."""
+
+    deadline = models.ForeignKey(
+        Deadline, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
+    )
+    email = models.EmailField(blank=True)
+    subject = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deadline", "recipient"],
+                condition=models.Q(recipient__isnull=False),
+                name="notification_once_per_recipient",
+            ),
+            models.UniqueConstraint(
+                fields=["deadline", "email"],
+                condition=models.Q(recipient__isnull=True),
+                name="notification_once_per_address",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject

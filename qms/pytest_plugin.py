@@ -1,0 +1,9 @@
+"""Loaded by pytest before Django: points the run at the embedded servers unless DATABASE_URL
+and REDIS_URL are set, so `pytest` alone works like `make test`."""
+
+import os
+
+from qms.embedded import ensure_env
+
+ensure_env()
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

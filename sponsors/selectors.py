@@ -1,0 +1,1 @@
+"""Scoped reads about sponsors, their agreements and their users."""
