@@ -2,21 +2,28 @@
 one append-only, hash-chained table (21 CFR 11.10(e)); this module registers the audited tables,
 carries actor and reason into the database, and verifies the chain.
 
-Capture is by PostgreSQL trigger, so `QuerySet.update()`, `bulk_create`, the admin and raw SQL
-are all recorded. Actor and reason travel in `pghistory.context`, which sets a transaction-local
-setting that the trigger reads."""
+Capture is by PostgreSQL trigger, so `QuerySet.update()`, `bulk_create`, the admin, raw SQL and
+TRUNCATE are all recorded. Actor and reason travel in `pghistory.context`, which sets a
+transaction-local setting that the trigger reads."""
 
+import hashlib
 import json
+import os
+from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pghistory
+import pghistory.runtime
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections, transaction
+from psycopg.pq import TransactionStatus
 
 GENESIS_HASH = "0" * 64
+TRIGGER_NAME = "qms_audit_capture"
+TRUNCATE_TRIGGER_NAME = "qms_audit_capture_truncate"
 
 
 @dataclass(frozen=True)
@@ -31,15 +38,17 @@ _REGISTRY: dict[type, AuditSpec] = {}
 
 
 def audited(model=None, *, sponsor: str | None = "sponsor_id", exclude: tuple[str, ...] = ()):
-    """Register a model whose table gets the audit capture trigger. `sponsor` names the column
-    holding the owning sponsor's id (None for site-wide records)."""
+    """Register a model whose table gets the audit capture triggers. `sponsor` names the field
+    holding the owning sponsor's id (None for site-wide records); `exclude` names fields whose
+    changes are not audit-relevant (an update touching only those writes no event)."""
 
     def register(cls):
+        opts = cls._meta
         _REGISTRY[cls] = AuditSpec(
-            label=cls._meta.label_lower,
-            sponsor_column=sponsor or "",
-            pk_column=cls._meta.pk.column,
-            excluded=tuple(exclude),
+            label=opts.label_lower,
+            sponsor_column=opts.get_field(sponsor).column if sponsor else "",
+            pk_column=opts.pk.column,
+            excluded=tuple(opts.get_field(name).column for name in exclude),
         )
         return cls
 
@@ -51,12 +60,23 @@ def audited_models() -> dict[type, AuditSpec]:
 
 
 def install_capture_triggers(using: str = "default") -> int:
-    """(Re)install the capture trigger on every registered table that exists. Idempotent."""
-    from django.db import connections
-
+    """(Re)install the capture triggers on every registered table that exists: one AFTER row
+    trigger for insert/update/delete and one BEFORE TRUNCATE trigger, both ENABLE ALWAYS so
+    `session_replication_role = replica` does not silence them. Idempotent."""
     conn = connections[using]
     with conn.cursor() as cursor:
         existing = set(conn.introspection.table_names(cursor))
+        if "qms_audit_event" not in existing:
+            return 0
+        cursor.execute(
+            "SELECT count(DISTINCT proname) FROM pg_proc WHERE proname IN "
+            "('qms_audit_capture', 'qms_audit_capture_truncate', 'qms_audit_append')"
+        )
+        if cursor.fetchone()[0] != 3:
+            raise RuntimeError(
+                f"The audit trail functions in database {conn.settings_dict['NAME']!r} are from "
+                "an earlier version of migration qms.0002_audit_trail: recreate the database."
+            )
         count = 0
         for model, spec in _REGISTRY.items():
             table = model._meta.db_table
@@ -73,11 +93,17 @@ def install_capture_triggers(using: str = "default") -> int:
             )
             quoted = conn.ops.quote_name(table)
             cursor.execute(
-                f"CREATE OR REPLACE TRIGGER qms_audit_capture "
+                f"CREATE OR REPLACE TRIGGER {TRIGGER_NAME} "
                 f"AFTER INSERT OR UPDATE OR DELETE ON {quoted} "
                 f"FOR EACH ROW EXECUTE FUNCTION qms_audit_capture({args})"
             )
-            cursor.execute(f"ALTER TABLE {quoted} ENABLE ALWAYS TRIGGER qms_audit_capture")
+            cursor.execute(
+                f"CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER_NAME} "
+                f"BEFORE TRUNCATE ON {quoted} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION qms_audit_capture_truncate({args})"
+            )
+            cursor.execute(f"ALTER TABLE {quoted} ENABLE ALWAYS TRIGGER {TRIGGER_NAME}")
+            cursor.execute(f"ALTER TABLE {quoted} ENABLE ALWAYS TRIGGER {TRUNCATE_TRIGGER_NAME}")
             count += 1
     return count
 
@@ -88,14 +114,42 @@ def _sql_literal(value: str) -> str:
 
 @contextmanager
 def audit_context(*, actor=None, reason: str | None = None):
-    """Attribute the writes inside the block to `actor`, with `reason` (why the record changed)."""
+    """Attribute the writes inside the block to `actor`, with `reason` (why the record changed).
+
+    Inside an outer context (HistoryMiddleware, or another `audit_context`) the block adds to it
+    and the outer actor and reason apply again after the block. The database setting is local
+    to the transaction, so when the block ends inside a transaction that goes on, it is cleared:
+    later writes in that transaction are not attributed to this block's actor and reason."""
     metadata = {}
     if actor is not None and getattr(actor, "pk", None) is not None:
         metadata["user"] = actor.pk
     if reason:
         metadata["reason"] = reason
-    with pghistory.context(**metadata):
-        yield
+    outer = getattr(pghistory.runtime._tracker, "value", None)
+    missing = object()
+    saved = {key: outer.metadata.get(key, missing) for key in metadata} if outer else {}
+    try:
+        with pghistory.context(**metadata):
+            yield
+    finally:
+        if outer is not None:
+            for key, value in saved.items():
+                if value is missing:
+                    outer.metadata.pop(key, None)
+                else:
+                    outer.metadata[key] = value
+        else:
+            _clear_database_context()
+
+
+def _clear_database_context() -> None:
+    if not connection.in_atomic_block or connection.needs_rollback:
+        return
+    raw = connection.connection
+    if raw is None or raw.info.transaction_status != TransactionStatus.INTRANS:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('pghistory.context_metadata', '', true)")
 
 
 def history_for(record):
@@ -105,6 +159,98 @@ def history_for(record):
     return AuditEvent.objects.filter(
         model=record._meta.label_lower, object_id=str(record.pk)
     ).order_by("seq")
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain head as recorded outside the database at `written_at` (UTC, ISO 8601)."""
+
+    seq: int
+    hash: str
+    written_at: str
+    database: str = ""
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "seq": self.seq,
+                "hash": self.hash,
+                "written_at": self.written_at,
+                "database": self.database,
+            }
+        )
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.hash} at {self.written_at}"
+
+
+def chain_head(using: str = "default") -> Checkpoint | None:
+    conn = connections[using]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT seq, hash FROM qms_audit_event ORDER BY seq DESC LIMIT 1")
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Checkpoint(
+        seq=row[0],
+        hash=row[1],
+        written_at=datetime.now(UTC).isoformat(),
+        database=conn.settings_dict["NAME"],
+    )
+
+
+def checkpoint_file(using: str = "default") -> Path:
+    """Where the checkpoints of this database are kept: one file per database name, so the
+    development database, the test databases and production never mix their heads."""
+    name = connections[using].settings_dict["NAME"]
+    return Path(settings.AUDIT_CHECKPOINT_DIR) / f"{name}.checkpoints.jsonl"
+
+
+def write_checkpoint(path: Path | None = None, using: str = "default") -> Checkpoint | None:
+    """Append the chain head to a file outside the database, so a rewritten or truncated chain
+    can be told from the real one later. None when the trail is empty."""
+    head = chain_head(using)
+    if head is None:
+        return None
+    path = Path(path) if path is not None else checkpoint_file(using)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(head.as_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return head
+
+
+def checkpoints(path: Path | None = None) -> list[Checkpoint]:
+    """Every checkpoint in the file, oldest first (none when the file does not exist)."""
+    path = Path(path) if path is not None else checkpoint_file()
+    if not path.exists():
+        return []
+    found = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            found.append(
+                Checkpoint(
+                    seq=int(data["seq"]),
+                    hash=str(data["hash"]),
+                    written_at=str(data["written_at"]),
+                    database=str(data.get("database", "")),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}, line {number}: not a checkpoint ({error})") from error
+    return found
+
+
+def last_checkpoint(path: Path | None = None) -> Checkpoint | None:
+    found = checkpoints(path)
+    return found[-1] if found else None
 
 
 # --- verification -------------------------------------------------------------------------
@@ -121,114 +267,248 @@ class Finding:
 
 
 @dataclass
-class Checkpoint:
-    seq: int
-    hash: str
-    written_at: str
+class Verification:
+    checked: int = 0
+    head: Checkpoint | None = None
+    findings: list[Finding] = field(default_factory=list)
+    more_findings: int = 0
 
-    def as_json(self) -> str:
-        return json.dumps({"seq": self.seq, "hash": self.hash, "written_at": self.written_at})
-
-
-def chain_head() -> Checkpoint | None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT seq, hash FROM qms_audit_event ORDER BY seq DESC LIMIT 1")
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return Checkpoint(seq=row[0], hash=row[1], written_at=datetime.now(UTC).isoformat())
+    @property
+    def is_ok(self) -> bool:
+        return not self.findings
 
 
-def checkpoint_file() -> Path:
-    return Path(settings.AUDIT_CHECKPOINT_DIR) / "checkpoints.jsonl"
+def _field(value) -> str:
+    if value is None:
+        return "~"
+    text = str(value)
+    return f"{len(text)}:{text}"
 
 
-def write_checkpoint() -> Checkpoint | None:
-    """Append the chain head to a file outside the database, so a rewritten or truncated chain
-    can be told from the real one later."""
-    head = chain_head()
-    if head is None:
-        return None
-    path = checkpoint_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(head.as_json() + "\n")
-    return head
+def canonical_text(
+    *,
+    seq,
+    prev_hash,
+    occurred_at: datetime,
+    actor_id,
+    actor_username,
+    model,
+    object_id,
+    action,
+    changes_text,
+    reason,
+    sponsor_id,
+) -> str:
+    """What an event's hash covers, exactly as the database's `qms_audit_canonical` builds it:
+    each column as `<length>:<text>` ('~' for NULL), in a fixed order. `changes_text` is the
+    `changes` column as PostgreSQL prints it (`changes::text`)."""
+    stamp = occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "".join(
+        _field(value)
+        for value in (
+            seq,
+            prev_hash,
+            stamp,
+            actor_id,
+            actor_username,
+            model,
+            object_id,
+            action,
+            changes_text,
+            reason,
+            sponsor_id,
+        )
+    )
 
 
-def last_checkpoint(path: Path | None = None) -> Checkpoint | None:
-    path = path or checkpoint_file()
-    if not path.exists():
-        return None
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
-        return None
-    data = json.loads(lines[-1])
-    return Checkpoint(seq=int(data["seq"]), hash=data["hash"], written_at=data["written_at"])
+def _hash(row: tuple) -> str:
+    (
+        seq,
+        prev_hash,
+        _stored,
+        occurred_at,
+        actor_id,
+        actor_username,
+        model,
+        object_id,
+        action,
+        changes_text,
+        reason,
+        sponsor_id,
+    ) = row
+    text = canonical_text(
+        seq=seq,
+        prev_hash=prev_hash,
+        occurred_at=occurred_at,
+        actor_id=actor_id,
+        actor_username=actor_username,
+        model=model,
+        object_id=object_id,
+        action=action,
+        changes_text=changes_text,
+        reason=reason,
+        sponsor_id=sponsor_id,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_VERIFY_SQL = """
-SELECT seq, prev_hash, hash,
-       encode(sha256(convert_to(qms_audit_canonical(e), 'UTF8')), 'hex') AS recomputed
-FROM qms_audit_event e
+_WALK_SQL = """
+SELECT seq, prev_hash, hash, occurred_at, actor_id, actor_username, model, object_id, action,
+       changes::text, reason, sponsor_id
+FROM qms_audit_event
 ORDER BY seq
 """
 
 
-def verify_chain(checkpoint: Checkpoint | None = None) -> tuple[int, list[Finding]]:
-    """Walk the whole chain; return (events checked, findings). The first finding is the first
-    bad event: altered (content does not match its hash), deleted (a gap in the sequence or a
-    broken link), inserted (a link that does not match its predecessor)."""
-    findings: list[Finding] = []
-    checked = 0
+def verify_trail(
+    checkpoint: Checkpoint | Iterable[Checkpoint] | None = None,
+    *,
+    using: str = "default",
+    max_findings: int = 1000,
+) -> Verification:
+    """Walk the whole chain in one snapshot, recomputing every hash in Python (the database's
+    own hash function is not trusted), and compare it with the checkpoints given.
+
+    Findings, first bad event first: `deleted` (a gap in the sequence, or a tail shorter than a
+    checkpoint), `inserted` (an event its successor does not link to), `link broken` (an
+    event's previous-hash is not its predecessor's hash), `altered` (content that does not
+    match its hash), `rewritten` (a consistent chain whose hash differs from a checkpoint).
+    Read the checkpoints before calling, so none is newer than the snapshot walked."""
+    if checkpoint is None:
+        marks: list[Checkpoint] = []
+    elif isinstance(checkpoint, Checkpoint):
+        marks = [checkpoint]
+    else:
+        marks = list(checkpoint)
+    wanted = {mark.seq for mark in marks}
+    seen: dict[int, str] = {}
+    result = Verification()
+    chain: list[Finding] = []
+
+    def report(finding: Finding) -> None:
+        if len(chain) < max_findings:
+            chain.append(finding)
+        else:
+            result.more_findings += 1
+
+    pending: list[Finding] = []
+
+    def flush() -> None:
+        for finding in pending:
+            report(finding)
+        pending.clear()
+
+    conn = connections[using]
     expected_seq = 1
     expected_prev = GENESIS_HASH
-    last_seq = 0
-    by_seq: dict[int, str] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(_VERIFY_SQL)
-        for seq, prev_hash, stored, recomputed in cursor:
-            checked += 1
-            last_seq = seq
-            if checkpoint is not None and seq == checkpoint.seq:
-                by_seq[seq] = stored
-            if seq != expected_seq:
-                findings.append(
-                    Finding(
-                        seq,
-                        f"sequence gap: expected #{expected_seq} next, found #{seq} "
-                        f"(events #{expected_seq}–#{seq - 1} were deleted)",
+    before_prev: str | None = None
+    last: tuple | None = None
+    with transaction.atomic(using=using), conn.chunked_cursor() as cursor:
+        cursor.execute(_WALK_SQL)
+        while rows := cursor.fetchmany(2000):
+            for row in rows:
+                seq, prev_hash, stored = row[0], row[1], row[2]
+                result.checked += 1
+                if seq in wanted:
+                    seen[seq] = stored
+                altered = _hash(row) != stored
+                if seq != expected_seq:
+                    flush()
+                    missing = (
+                        f"event #{expected_seq} is missing"
+                        if seq == expected_seq + 1
+                        else f"events #{expected_seq}–#{seq - 1} are missing"
                     )
-                )
-            elif prev_hash != expected_prev:
-                findings.append(
-                    Finding(
-                        seq,
-                        "link broken: its previous-hash does not match the hash of the event "
-                        "before it (an event was inserted or removed before it)",
+                    report(
+                        Finding(
+                            expected_seq,
+                            f"deleted: the sequence jumps from #{expected_seq - 1} to #{seq} "
+                            f"({missing})",
+                        )
                     )
-                )
-            if recomputed != stored:
-                findings.append(
-                    Finding(seq, "altered: its content does not match its recorded hash")
-                )
-            expected_seq = seq + 1
-            expected_prev = stored
-    if checkpoint is not None:
-        if last_seq < checkpoint.seq:
-            findings.append(
-                Finding(
-                    None,
-                    f"tail cut off: the checkpoint of {checkpoint.written_at} recorded event "
-                    f"#{checkpoint.seq}, but the trail ends at #{last_seq}",
-                )
+                elif prev_hash == expected_prev:
+                    flush()
+                elif prev_hash == before_prev:
+                    # This event links past its predecessor to the one before: the predecessor
+                    # was put into the chain afterwards.
+                    pending.clear()
+                    report(
+                        Finding(
+                            seq - 1,
+                            f"inserted: event #{seq} links to event #{seq - 2}, not to "
+                            f"#{seq - 1}, so #{seq - 1} was put into the chain afterwards",
+                        )
+                    )
+                else:
+                    flush()
+                    problem = (
+                        "link broken: its previous-hash is not the hash of event "
+                        f"#{seq - 1} (an event before it was altered, inserted or removed)"
+                    )
+                    if altered:
+                        problem += "; and its content does not match its hash"
+                    pending.append(Finding(seq, problem))
+                    altered = False
+                if altered:
+                    report(Finding(seq, "altered: its content does not match its hash"))
+                before_prev = expected_prev if seq == expected_seq else None
+                expected_seq = seq + 1
+                expected_prev = stored
+                last = row
+    flush()
+    last_seq = last[0] if last is not None else 0
+    if last is not None:
+        result.head = Checkpoint(
+            seq=last[0],
+            hash=last[2],
+            written_at=datetime.now(UTC).isoformat(),
+            database=conn.settings_dict["NAME"],
+        )
+    result.findings = chain + _checkpoint_findings(marks, seen, last_seq)
+    result.findings.sort(key=lambda f: (f.seq is None, f.seq or 0))
+    return result
+
+
+def _checkpoint_findings(
+    marks: list[Checkpoint], seen: dict[int, str], last_seq: int
+) -> list[Finding]:
+    findings = []
+    beyond = [mark for mark in marks if mark.seq > last_seq]
+    if beyond:
+        longest = max(beyond, key=lambda mark: mark.seq)
+        findings.append(
+            Finding(
+                last_seq + 1,
+                f"deleted: the checkpoint of {longest.written_at} recorded the chain up to "
+                f"#{longest.seq}, but the trail ends at #{last_seq} (events "
+                f"#{last_seq + 1}–#{longest.seq} were cut off)",
             )
-        elif by_seq.get(checkpoint.seq) != checkpoint.hash:
-            findings.append(
-                Finding(
-                    checkpoint.seq,
-                    f"chain rewritten: its hash differs from the checkpoint of "
-                    f"{checkpoint.written_at}",
-                )
+        )
+    good = None
+    for mark in sorted((m for m in marks if m.seq in seen), key=lambda m: m.seq):
+        if seen[mark.seq] == mark.hash:
+            good = mark
+            continue
+        since = (
+            f"after event #{good.seq}, which still matches the checkpoint of {good.written_at}"
+            if good is not None
+            else "at or before it"
+        )
+        findings.append(
+            Finding(
+                mark.seq,
+                f"rewritten: its hash {seen[mark.seq][:16]}… differs from "
+                f"{mark.hash[:16]}… recorded by the checkpoint of {mark.written_at}; the chain "
+                f"was rewritten {since}",
             )
-    return checked, findings
+        )
+        break
+    return findings
+
+
+def verify_chain(
+    checkpoint: Checkpoint | Iterable[Checkpoint] | None = None,
+) -> tuple[int, list[Finding]]:
+    """Walk the whole chain; return (events checked, findings), the first bad event first."""
+    result = verify_trail(checkpoint)
+    return result.checked, result.findings

@@ -26,6 +26,15 @@ def _pid_is_live_postgres(pid: int) -> bool:
         return False
 
 
+def postgres_is_running() -> bool:
+    """True when a live postmaster owns PG_DIR/postmaster.pid."""
+    try:
+        pid = int((PG_DIR / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    return _pid_is_live_postgres(pid)
+
+
 def _clear_stale_postmaster(pgdata: Path) -> None:
     """Drop postmaster.pid and socket lock files left by a server that died (kill -9, reboot):
     pgserver would otherwise report a dead server as running."""

@@ -7,3 +7,5 @@ from qms.embedded import ensure_env
 
 ensure_env()
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# One test database per run (xdist workers add their own suffix), so runs can overlap.
+os.environ.setdefault("QMS_TEST_DB_SUFFIX", str(os.getpid()))

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_htmx",
     "template_partials",
@@ -46,6 +47,8 @@ INSTALLED_APPS = [
     "axes",
     "qms",
     "sponsors",
+    "suppliers",
+    "batches",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +90,8 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
     )
 }
+if os.environ.get("QMS_TEST_DB_SUFFIX"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_qms_{os.environ['QMS_TEST_DB_SUFFIX']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -208,7 +213,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sponsor-scoped read access to the contract manufacturer's quality records.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "qms.api.add_error_responses",
+    ],
 }
 
 if not DEBUG:

@@ -5,6 +5,7 @@ that action on the `Sponsor` row *and* an access grant for that sponsor is valid
 (started, not expired, not revoked). Anything that cannot be decided is denied."""
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -66,6 +67,33 @@ class SponsorScopedQuerySet(models.QuerySet):
 
 
 SponsorScopedManager = models.Manager.from_queryset(SponsorScopedQuerySet)
+
+
+def is_cmo_user(user) -> bool:
+    from sponsors.selectors import user_sponsor
+
+    return user_sponsor(user) is None
+
+
+class SharedQuerySet(models.QuerySet):
+    """Rows that belong to one sponsor or, with no sponsor, to the site (raw-material lots,
+    equipment, customers). CMO users with any sponsor in scope see the site's rows; a sponsor's
+    people see a site row only where it touches their own sponsor's records, as the model's
+    `sponsor_link(ids)` says."""
+
+    def for_user(self, user, action: str = "view"):
+        ids = sponsor_ids_for(user, action)
+        if not ids:
+            return self.none()
+        has_sponsor = any(f.name == "sponsor" for f in self.model._meta.concrete_fields)
+        own = Q(sponsor_id__in=ids) if has_sponsor else Q(pk__in=[])
+        site_wide = Q(sponsor__isnull=True) if has_sponsor else Q()
+        if is_cmo_user(user):
+            return self.filter(own | site_wide)
+        return self.filter(own | (site_wide & self.model.sponsor_link(ids)))
+
+
+SharedManager = models.Manager.from_queryset(SharedQuerySet)
 
 
 class SponsorOwned(models.Model):

@@ -237,8 +237,8 @@ class QualityAgreement(SponsorOwned):
         return data
 
 
-@audited(sponsor=None)
-class ChangeRule(models.Model):
+@audited
+class ChangeRule(SponsorOwned):
     """What a change of one category obliges towards the sponsor under one agreement version."""
 
     agreement = models.ForeignKey(
@@ -260,6 +260,10 @@ class ChangeRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_category_display()}: {self.get_obligation_display()}"
+
+    def save(self, *args, **kwargs):
+        self.sponsor_id = self.agreement.sponsor_id
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.obligation == Obligation.NONE and self.lead_time_days:

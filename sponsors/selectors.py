@@ -1,1 +1,98 @@
 """Scoped reads about sponsors, their agreements and their users."""
+
+from datetime import datetime
+
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from qms.models import Deadline
+
+from .models import AccessGrant, Product, QualityAgreement, Sponsor, UserProfile
+
+_ORG_ATTR = "_qms_organisation"
+
+
+def user_sponsor(user) -> Sponsor | None:
+    """The sponsor organisation a user belongs to, or None for CMO staff (memoised)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if _ORG_ATTR not in user.__dict__:
+        profile = UserProfile.objects.filter(user_id=user.pk).select_related("sponsor").first()
+        user.__dict__[_ORG_ATTR] = profile.sponsor if profile else None
+    return user.__dict__[_ORG_ATTR]
+
+
+def is_sponsor_user(user) -> bool:
+    return user_sponsor(user) is not None
+
+
+def agreement_in_force(*, sponsor: Sponsor, at: datetime | None = None) -> QualityAgreement | None:
+    """The agreement version that governs an event of `sponsor` at time `at` (default now)."""
+    return (
+        QualityAgreement.objects.filter(sponsor=sponsor)
+        .in_force(at or timezone.now())
+        .prefetch_related("change_rules")
+        .first()
+    )
+
+
+def sponsor_list(*, user, action: str = "view"):
+    return Sponsor.objects.for_user(user, action).order_by("code")
+
+
+def sponsor_get(*, user, code: str, action: str = "view") -> Sponsor:
+    return Sponsor.objects.for_user(user, action).get(code=code)
+
+
+def sponsor_dashboard(*, user) -> list[Sponsor]:
+    """Each sponsor the user works on, annotated with the counts of its open items and the
+    version of the agreement in force; a constant number of queries however many sponsors."""
+    now = timezone.now()
+    in_force = (
+        QualityAgreement.objects.filter(sponsor=OuterRef("pk")).in_force(now).values("version")[:1]
+    )
+    pending = Deadline.objects.filter(sponsor=OuterRef("pk"), status=Deadline.Status.PENDING)
+    return list(
+        sponsor_list(user=user).annotate(
+            active_products=Count("product", filter=Q(product__is_active=True), distinct=True),
+            draft_agreements=Count(
+                "qualityagreement",
+                filter=Q(qualityagreement__status=QualityAgreement.Status.DRAFT),
+                distinct=True,
+            ),
+            agreement_version=Subquery(in_force),
+            open_deadlines=Subquery(
+                pending.values("sponsor").annotate(n=Count("pk")).values("n")[:1]
+            ),
+            overdue_deadlines=Subquery(
+                pending.filter(due_at__lt=now)
+                .values("sponsor")
+                .annotate(n=Count("pk"))
+                .values("n")[:1]
+            ),
+        )
+    )
+
+
+def product_list(*, user, sponsor: Sponsor | None = None):
+    products = Product.objects.for_user(user).select_related("sponsor")
+    if sponsor is not None:
+        products = products.filter(sponsor=sponsor)
+    return products
+
+
+def agreement_list(*, user, sponsor: Sponsor | None = None):
+    agreements = QualityAgreement.objects.for_user(user).select_related("sponsor")
+    if sponsor is not None:
+        agreements = agreements.filter(sponsor=sponsor)
+    return agreements
+
+
+def grant_list(*, user, sponsor: Sponsor):
+    """Who has access to the sponsor; visible to those who may change the sponsor's records."""
+    return (
+        AccessGrant.objects.for_user(user, "change")
+        .filter(sponsor=sponsor)
+        .select_related("user", "sponsor", "granted_by")
+        .order_by("revoked_at", "role", "user__username")
+    )

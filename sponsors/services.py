@@ -156,7 +156,7 @@ def _write_rules(agreement: QualityAgreement, rules: dict[str, tuple[str, int]])
             continue
         rule.obligation, rule.lead_time_days = obligation, lead
         try:
-            rule.full_clean(exclude=["agreement"])
+            rule.full_clean(exclude=["agreement", "sponsor"])
         except ValidationError as error:
             raise RuleViolation(
                 SponsorError.INVALID,
@@ -260,18 +260,9 @@ def _user_organisation(user) -> Sponsor | None:
     return profile.sponsor if profile else None
 
 
-def access_grant_create(
-    *,
-    user,
-    sponsor: Sponsor,
-    role: str,
-    by=None,
-    starts_at: datetime | None = None,
-    expires_at: datetime | None = None,
-    reason: str = "",
-) -> AccessGrant:
-    """Give `user` a role on `sponsor` for a period, and the guardian permissions of the role.
-    Sponsor-side roles are only for the sponsor's own people; auditors' grants must expire."""
+def access_grant_check(*, user, sponsor: Sponsor, role: str, expires_at: datetime | None) -> None:
+    """Sponsor-side roles are only for the sponsor's own people, CMO roles only for CMO staff;
+    an auditor's grant must expire."""
     if role not in Role.values:
         raise RuleViolation(SponsorError.INVALID, f"Unknown role {role!r}.")
     organisation = _user_organisation(user)
@@ -293,6 +284,20 @@ def access_grant_create(
             SponsorError.EXPIRY_REQUIRED,
             f"An auditor's access to {sponsor.code} needs an expiry date.",
         )
+
+
+def access_grant_create(
+    *,
+    user,
+    sponsor: Sponsor,
+    role: str,
+    by=None,
+    starts_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    reason: str = "",
+) -> AccessGrant:
+    """Give `user` a role on `sponsor` for a period, and the guardian permissions of the role."""
+    access_grant_check(user=user, sponsor=sponsor, role=role, expires_at=expires_at)
     grant = AccessGrant(
         user=user,
         sponsor=sponsor,

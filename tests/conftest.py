@@ -58,3 +58,13 @@ def sponsor_approver_a(sponsor_a):
 @pytest.fixture
 def superuser(db):
     return make_user(username="root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoints_in_tmp(settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"

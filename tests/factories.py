@@ -61,7 +61,15 @@ class QualityAgreementFactory(factory.django.DjangoModelFactory):
     critical_deviation_notice_hours = 24
 
 
-def make_user(*, sponsor=None, role=None, organisation=None, expires_in=timedelta(days=30), **kw):
+def make_user(
+    *,
+    sponsor=None,
+    role=None,
+    organisation=None,
+    expires_in=timedelta(days=30),
+    starts_ago=timedelta(minutes=1),
+    **kw,
+):
     """A user; with `role`, granted that role on `sponsor` (sponsor-side roles make the user a
     member of the sponsor's organisation)."""
     user = UserFactory(**kw)
@@ -71,5 +79,11 @@ def make_user(*, sponsor=None, role=None, organisation=None, expires_in=timedelt
         services.user_profile_set(user=user, sponsor=organisation)
     if role is not None:
         expires_at = timezone.now() + expires_in if role == Role.SPONSOR_AUDITOR else None
-        services.access_grant_create(user=user, sponsor=sponsor, role=role, expires_at=expires_at)
+        services.access_grant_create(
+            user=user,
+            sponsor=sponsor,
+            role=role,
+            starts_at=timezone.now() - starts_ago,
+            expires_at=expires_at,
+        )
     return user

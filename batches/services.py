@@ -1,0 +1,700 @@
+"""Business actions of the manufacturing record. Each is one transaction, attributed in the audit
+trail; each refusal names the rule and the record."""
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from django.db import transaction
+from django.utils import timezone
+
+from qms.audit import audit_context
+from qms.errors import RuleViolation
+from qms.models import Signature
+from qms.signatures import signature_apply, signer_verify
+from qms.tenancy import sponsor_ids_for
+from sponsors.models import Product
+from suppliers.models import Supplier
+
+from .models import (
+    Batch,
+    BomLine,
+    CleaningRecord,
+    Consumption,
+    Customer,
+    Equipment,
+    EquipmentUse,
+    ExecutedStep,
+    LabResult,
+    Lot,
+    MasterBatchRecord,
+    Material,
+    MbrStep,
+    PackagingRecord,
+    Shipment,
+)
+from .selectors import lot_balance
+
+
+class BatchError(StrEnum):
+    NOT_PERMITTED = "not_permitted"
+    INVALID = "invalid"
+    SUPPLIER_NOT_APPROVED = "supplier_not_approved"
+    LOT_NOT_RELEASED = "lot_not_released"
+    LOT_INSUFFICIENT = "lot_insufficient"
+    LOT_STATUS = "lot_status_invalid"
+    LOT_OOS = "lot_out_of_specification"
+    LOT_NOT_SHIPPABLE = "lot_not_shippable"
+    MBR_STATUS = "mbr_status_invalid"
+    MBR_MISSING = "mbr_not_effective"
+    BATCH_STATUS = "batch_status_invalid"
+    STEP_INVALID = "step_invalid"
+    SECOND_PERSON = "second_person_required"
+    EQUIPMENT_UNQUALIFIED = "equipment_not_qualified"
+    EQUIPMENT_UNAVAILABLE = "equipment_unavailable"
+    CLEANING_REQUIRED = "cleaning_required"
+    RECONCILIATION = "label_reconciliation_unbalanced"
+
+
+BATCH_TRANSITIONS = {
+    Batch.Status.PLANNED: {Batch.Status.IN_PROGRESS},
+    Batch.Status.IN_PROGRESS: {Batch.Status.COMPLETED},
+    Batch.Status.COMPLETED: {Batch.Status.UNDER_REVIEW},
+    Batch.Status.UNDER_REVIEW: {Batch.Status.RELEASED, Batch.Status.REJECTED},
+    Batch.Status.RELEASED: set(),
+    Batch.Status.REJECTED: set(),
+}
+
+MBR_TRANSITIONS = {
+    MasterBatchRecord.Status.DRAFT: {MasterBatchRecord.Status.APPROVED},
+    MasterBatchRecord.Status.APPROVED: {MasterBatchRecord.Status.EFFECTIVE},
+    MasterBatchRecord.Status.EFFECTIVE: {MasterBatchRecord.Status.SUPERSEDED},
+    MasterBatchRecord.Status.SUPERSEDED: set(),
+}
+
+
+def _move(record, target: str, table: dict, what: str) -> None:
+    if target not in table[record.status]:
+        name = f"{what} {record}".strip()
+        raise RuleViolation(
+            BatchError.BATCH_STATUS if isinstance(record, Batch) else BatchError.MBR_STATUS,
+            f"{name} is {record.get_status_display().lower()}; it cannot become "
+            f"{dict(type(record).Status.choices)[target].lower()}.",
+        )
+    record.status = target
+
+
+def _require(user, sponsor_id: int | None, action: str, what: str) -> None:
+    """Acting on a sponsor's record needs the action on that sponsor; on a site-wide record, on
+    at least one sponsor (CMO staff)."""
+    if user is None or user.is_superuser:
+        return
+    ids = sponsor_ids_for(user, action)
+    allowed = bool(ids) if sponsor_id is None else sponsor_id in ids
+    if not allowed:
+        raise RuleViolation(BatchError.NOT_PERMITTED, f"{user.get_username()} may not {what}.")
+
+
+def _positive(quantity, what: str) -> Decimal:
+    quantity = Decimal(quantity)
+    if quantity <= 0:
+        raise RuleViolation(BatchError.INVALID, f"{what}: the quantity must be positive.")
+    return quantity
+
+
+# --- lots ---------------------------------------------------------------------------------
+
+
+def lot_receive(
+    *,
+    material: Material,
+    lot_number: str,
+    quantity,
+    supplier: Supplier,
+    by,
+    supplier_lot_number: str = "",
+    receipt_reference: str = "",
+    received_at: datetime | None = None,
+    expires_on=None,
+) -> Lot:
+    """Book a delivered lot in, in quarantine."""
+    _require(by, None, "change", f"receive lot {lot_number}")
+    quantity = _positive(quantity, f"Lot {lot_number}")
+    if material.kind in Material.SPONSOR_KINDS:
+        raise RuleViolation(
+            BatchError.INVALID,
+            f"Lot {lot_number}: {material} is a {material.get_kind_display().lower()}, made here, "
+            "not received.",
+        )
+    if not supplier.may_supply:
+        raise RuleViolation(
+            BatchError.SUPPLIER_NOT_APPROVED,
+            f"Lot {lot_number} cannot be received: supplier {supplier.code} is "
+            f"{supplier.get_status_display().lower()}.",
+        )
+    with transaction.atomic(), audit_context(actor=by):
+        if Lot.objects.filter(lot_number=lot_number).exists():
+            raise RuleViolation(BatchError.INVALID, f"Lot number {lot_number} is already used.")
+        return Lot.objects.create(
+            lot_number=lot_number,
+            material=material,
+            quantity=quantity,
+            unit=material.unit,
+            supplier=supplier,
+            supplier_lot_number=supplier_lot_number,
+            receipt_reference=receipt_reference,
+            received_at=received_at or timezone.now(),
+            expires_on=expires_on,
+        )
+
+
+def lot_disposition(*, lot: Lot, user, password: str, release: bool, request=None) -> Signature:
+    """Release or reject a lot in quarantine by e-signature. A lot with an out-of-specification
+    result cannot be released."""
+    _require(user, lot.sponsor_id, "approve", f"release or reject lot {lot}")
+    signer_verify(user=user, password=password, request=request)
+    with transaction.atomic(), audit_context(actor=user):
+        locked = Lot.objects.select_for_update().get(pk=lot.pk)
+        if locked.status != Lot.Status.QUARANTINE:
+            raise RuleViolation(
+                BatchError.LOT_STATUS,
+                f"Lot {locked} is {locked.get_status_display().lower()}; only a lot in quarantine "
+                "can be released or rejected.",
+            )
+        if release:
+            failing = list(locked.lab_results.filter(outcome=LabResult.Outcome.OOS))
+            if failing:
+                tests = ", ".join(result.test for result in failing)
+                raise RuleViolation(
+                    BatchError.LOT_OOS,
+                    f"Lot {locked} cannot be released: out-of-specification result ({tests}).",
+                )
+        locked.status = Lot.Status.RELEASED if release else Lot.Status.REJECTED
+        locked.save(update_fields=["status"])
+        meaning = Signature.Meaning.RELEASED if release else Signature.Meaning.REJECTED
+        signature = signature_apply(record=locked, user=user, meaning=meaning)
+    lot.refresh_from_db()
+    return signature
+
+
+def lab_result_record(
+    *,
+    lot: Lot,
+    test: str,
+    method: str,
+    value,
+    analyst,
+    low_limit=None,
+    high_limit=None,
+    unit: str = "",
+    tested_at: datetime | None = None,
+) -> LabResult:
+    _require(analyst, lot.sponsor_id, "change", f"record lab results on lot {lot}")
+    value = Decimal(value)
+    low = None if low_limit is None else Decimal(low_limit)
+    high = None if high_limit is None else Decimal(high_limit)
+    if low is None and high is None:
+        raise RuleViolation(
+            BatchError.INVALID, f"Lot {lot}, {test}: a specification limit is needed."
+        )
+    in_spec = (low is None or value >= low) and (high is None or value <= high)
+    with transaction.atomic(), audit_context(actor=analyst):
+        return LabResult.objects.create(
+            lot=lot,
+            test=test,
+            method=method,
+            low_limit=low,
+            high_limit=high,
+            unit=unit,
+            value=value,
+            outcome=LabResult.Outcome.PASS if in_spec else LabResult.Outcome.OOS,
+            tested_at=tested_at or timezone.now(),
+            analyst=analyst,
+        )
+
+
+# --- master batch records -----------------------------------------------------------------
+
+
+def mbr_create_draft(
+    *,
+    product: Product,
+    title: str,
+    batch_size,
+    batch_unit: str,
+    theoretical_yield,
+    bom: list[tuple[Material, object, str]],
+    steps: list[dict],
+    by,
+) -> MasterBatchRecord:
+    _require(by, product.sponsor_id, "change", f"write master batch records for {product.code}")
+    if not steps:
+        raise RuleViolation(
+            BatchError.INVALID, f"MBR for {product.code}: it needs at least one step."
+        )
+    with transaction.atomic(), audit_context(actor=by):
+        latest = (
+            MasterBatchRecord.objects.select_for_update()
+            .filter(product=product)
+            .order_by("-version")
+            .first()
+        )
+        mbr = MasterBatchRecord.objects.create(
+            product=product,
+            version=(latest.version + 1) if latest else 1,
+            title=title,
+            batch_size=Decimal(batch_size),
+            batch_unit=batch_unit,
+            theoretical_yield=Decimal(theoretical_yield),
+        )
+        for material, quantity, unit in bom:
+            BomLine.objects.create(
+                mbr=mbr, material=material, quantity=Decimal(quantity), unit=unit
+            )
+        for sequence, step in enumerate(steps, start=1):
+            MbrStep.objects.create(mbr=mbr, sequence=sequence, **step)
+    return mbr
+
+
+def mbr_approve(*, mbr: MasterBatchRecord, user, password: str, request=None) -> Signature:
+    _require(user, mbr.sponsor_id, "approve", f"approve {mbr}")
+    signer_verify(user=user, password=password, request=request)
+    with transaction.atomic(), audit_context(actor=user):
+        locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
+        _move(locked, MasterBatchRecord.Status.APPROVED, MBR_TRANSITIONS, "")
+        locked.save(update_fields=["status"])
+        signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.APPROVED)
+    mbr.refresh_from_db()
+    return signature
+
+
+def mbr_make_effective(
+    *, mbr: MasterBatchRecord, by, effective_from: datetime | None = None
+) -> MasterBatchRecord:
+    """Put an approved MBR in force; the version it follows is superseded."""
+    _require(by, mbr.sponsor_id, "approve", f"make {mbr} effective")
+    effective_from = effective_from or timezone.now()
+    with transaction.atomic(), audit_context(actor=by, reason=f"{mbr} made effective"):
+        locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
+        _move(locked, MasterBatchRecord.Status.EFFECTIVE, MBR_TRANSITIONS, "")
+        locked.effective_from = effective_from
+        locked.save(update_fields=["status", "effective_from"])
+        for older in (
+            MasterBatchRecord.objects.select_for_update()
+            .filter(product=locked.product, status=MasterBatchRecord.Status.EFFECTIVE)
+            .exclude(pk=locked.pk)
+        ):
+            older.status = MasterBatchRecord.Status.SUPERSEDED
+            older.save(update_fields=["status"])
+    mbr.refresh_from_db()
+    return mbr
+
+
+def mbr_in_force(product: Product, at: datetime | None = None) -> MasterBatchRecord | None:
+    return (
+        MasterBatchRecord.objects.filter(
+            product=product,
+            status__in=[MasterBatchRecord.Status.EFFECTIVE, MasterBatchRecord.Status.SUPERSEDED],
+            effective_from__lte=at or timezone.now(),
+        )
+        .order_by("-effective_from", "-version")
+        .first()
+    )
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def batch_plan(*, product: Product, number: str, by, planned_at: datetime | None = None) -> Batch:
+    _require(by, product.sponsor_id, "change", f"plan batches of {product.code}")
+    mbr = mbr_in_force(product, planned_at)
+    if mbr is None:
+        raise RuleViolation(
+            BatchError.MBR_MISSING,
+            f"Batch {number} cannot be planned: {product.code} has no effective master batch "
+            "record.",
+        )
+    with transaction.atomic(), audit_context(actor=by):
+        if Batch.objects.filter(number=number).exists():
+            raise RuleViolation(BatchError.INVALID, f"Batch number {number} is already used.")
+        return Batch.objects.create(
+            number=number, product=product, mbr=mbr, planned_at=planned_at or timezone.now()
+        )
+
+
+def _locked_batch(batch: Batch) -> Batch:
+    return (
+        Batch.objects.select_related("mbr", "product")
+        .select_for_update(of=("self",))
+        .get(pk=batch.pk)
+    )
+
+
+def _require_in_progress(batch: Batch, action: str) -> None:
+    if batch.status != Batch.Status.IN_PROGRESS:
+        raise RuleViolation(
+            BatchError.BATCH_STATUS,
+            f"Batch {batch} is {batch.get_status_display().lower()}: cannot {action}.",
+        )
+
+
+def batch_start(*, batch: Batch, by, started_at: datetime | None = None) -> Batch:
+    """Start a batch under the MBR version in force at that moment."""
+    _require(by, batch.sponsor_id, "change", f"start batch {batch}")
+    started_at = started_at or timezone.now()
+    with transaction.atomic(), audit_context(actor=by):
+        locked = _locked_batch(batch)
+        _move(locked, Batch.Status.IN_PROGRESS, BATCH_TRANSITIONS, "Batch")
+        mbr = mbr_in_force(locked.product, started_at)
+        if mbr is None:
+            raise RuleViolation(
+                BatchError.MBR_MISSING,
+                f"Batch {locked} cannot start: {locked.product.code} has no effective master "
+                "batch record.",
+            )
+        locked.mbr, locked.started_at = mbr, started_at
+        locked.save(update_fields=["status", "mbr", "started_at"])
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_record_step(
+    *, batch: Batch, step: MbrStep, performed_by, value=None, note: str = "", at=None
+) -> ExecutedStep:
+    _require(performed_by, batch.sponsor_id, "change", f"record steps of batch {batch}")
+    with transaction.atomic(), audit_context(actor=performed_by):
+        locked = _locked_batch(batch)
+        _require_in_progress(locked, f"record step {step.sequence}")
+        if step.mbr_id != locked.mbr_id:
+            raise RuleViolation(
+                BatchError.STEP_INVALID,
+                f"Step {step} is not a step of {locked.mbr}, which batch {locked} runs under.",
+            )
+        if ExecutedStep.objects.filter(batch=locked, step=step).exists():
+            raise RuleViolation(
+                BatchError.STEP_INVALID,
+                f"Step {step.sequence} of batch {locked} is already recorded.",
+            )
+        value = None if value in (None, "") else Decimal(value)
+        return ExecutedStep.objects.create(
+            batch=locked,
+            step=step,
+            value=value,
+            note=note,
+            is_in_limits=step.in_limits(value),
+            performed_by=performed_by,
+            performed_at=at or timezone.now(),
+        )
+
+
+def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> ExecutedStep:
+    """The second-person check of a step (21 CFR 211.188(b)(11))."""
+    _require(verified_by, executed.sponsor_id, "change", f"verify steps of batch {executed.batch}")
+    with transaction.atomic(), audit_context(actor=verified_by):
+        locked = (
+            ExecutedStep.objects.select_for_update()
+            .select_related("batch", "step")
+            .get(pk=executed.pk)
+        )
+        if locked.performed_by_id == verified_by.pk:
+            raise RuleViolation(
+                BatchError.SECOND_PERSON,
+                f"Step {locked.step.sequence} of batch {locked.batch} was performed by "
+                f"{verified_by.get_username()}; a second person must verify it.",
+            )
+        if locked.verified_by_id is not None:
+            raise RuleViolation(
+                BatchError.STEP_INVALID,
+                f"Step {locked.step.sequence} of batch {locked.batch} is already verified.",
+            )
+        locked.verified_by, locked.verified_at = verified_by, at or timezone.now()
+        locked.save(update_fields=["verified_by", "verified_at"])
+    executed.refresh_from_db()
+    return executed
+
+
+def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumption:
+    """Consume an input lot: it must be released and hold enough."""
+    _require(by, batch.sponsor_id, "change", f"record consumption for batch {batch}")
+    quantity = _positive(quantity, f"Consumption of lot {lot} by batch {batch}")
+    with transaction.atomic(), audit_context(actor=by):
+        locked_batch = _locked_batch(batch)
+        _require_in_progress(locked_batch, f"consume lot {lot}")
+        locked = Lot.objects.select_for_update().get(pk=lot.pk)
+        if locked.status != Lot.Status.RELEASED:
+            raise RuleViolation(
+                BatchError.LOT_NOT_RELEASED,
+                f"Lot {locked} is {locked.get_status_display().lower()}: it cannot be consumed.",
+            )
+        if locked.sponsor_id is not None and locked.sponsor_id != locked_batch.sponsor_id:
+            raise RuleViolation(
+                BatchError.INVALID,
+                f"Lot {locked} belongs to another sponsor's product: batch {locked_batch} cannot "
+                "consume it.",
+            )
+        remaining = lot_balance(locked)["remaining"]
+        if quantity > remaining:
+            raise RuleViolation(
+                BatchError.LOT_INSUFFICIENT,
+                f"Lot {locked} has {remaining.normalize()} {locked.unit} left: "
+                f"{quantity.normalize()} {locked.unit} cannot be consumed.",
+            )
+        return Consumption.objects.create(
+            batch=locked_batch,
+            lot=locked,
+            quantity=quantity,
+            consumed_at=at or timezone.now(),
+            recorded_by=by,
+        )
+
+
+def batch_complete(
+    *, batch: Batch, output_lot_number: str, quantity, by, at=None, expires_on=None
+) -> Lot:
+    """Close production: every step recorded, equipment released, the output lot created in
+    quarantine, the yield recorded."""
+    _require(by, batch.sponsor_id, "change", f"complete batch {batch}")
+    quantity = _positive(quantity, f"Output of batch {batch}")
+    at = at or timezone.now()
+    with transaction.atomic(), audit_context(actor=by):
+        locked = _locked_batch(batch)
+        _move(locked, Batch.Status.COMPLETED, BATCH_TRANSITIONS, "Batch")
+        done = set(locked.executed_steps.values_list("step_id", flat=True))
+        missing = [s.sequence for s in locked.mbr.steps.all() if s.pk not in done]
+        if missing:
+            raise RuleViolation(
+                BatchError.STEP_INVALID,
+                f"Batch {locked} cannot be completed: steps {', '.join(map(str, missing))} are "
+                "not recorded.",
+            )
+        material = Material.objects.filter(
+            product=locked.product, kind=Material.Kind.FINISHED
+        ).first()
+        if material is None:
+            raise RuleViolation(
+                BatchError.INVALID,
+                f"Batch {locked} cannot be completed: {locked.product.code} has no finished "
+                "material to make a lot of.",
+            )
+        if Lot.objects.filter(lot_number=output_lot_number).exists():
+            raise RuleViolation(
+                BatchError.INVALID, f"Lot number {output_lot_number} is already used."
+            )
+        locked.equipment_uses.filter(ended_at__isnull=True).update(ended_at=at)
+        locked.completed_at, locked.actual_yield = at, quantity
+        locked.save(update_fields=["status", "completed_at", "actual_yield"])
+        lot = Lot.objects.create(
+            lot_number=output_lot_number,
+            material=material,
+            quantity=quantity,
+            unit=material.unit,
+            produced_by=locked,
+            expires_on=expires_on,
+        )
+    batch.refresh_from_db()
+    return lot
+
+
+def batch_submit_for_review(*, batch: Batch, by) -> Batch:
+    _require(by, batch.sponsor_id, "change", f"submit batch {batch} for review")
+    with transaction.atomic(), audit_context(actor=by):
+        locked = _locked_batch(batch)
+        _move(locked, Batch.Status.UNDER_REVIEW, BATCH_TRANSITIONS, "Batch")
+        locked.save(update_fields=["status"])
+    batch.refresh_from_db()
+    return batch
+
+
+# --- equipment ----------------------------------------------------------------------------
+
+
+def equipment_use_start(*, batch: Batch, equipment: Equipment, by, at=None) -> EquipmentUse:
+    """Equipment past its qualification date cannot be used; equipment whose previous batch was
+    another product needs a verified cleaning after that batch (21 CFR 211.67)."""
+    _require(by, batch.sponsor_id, "change", f"record equipment use for batch {batch}")
+    at = at or timezone.now()
+    with transaction.atomic(), audit_context(actor=by):
+        locked_batch = _locked_batch(batch)
+        _require_in_progress(locked_batch, f"use {equipment.code}")
+        locked = Equipment.objects.select_for_update().get(pk=equipment.pk)
+        if locked.status != Equipment.Status.AVAILABLE:
+            raise RuleViolation(
+                BatchError.EQUIPMENT_UNAVAILABLE,
+                f"{locked.code} is {locked.get_status_display().lower()}: it cannot be used.",
+            )
+        if locked.qualified_until < at.date():
+            raise RuleViolation(
+                BatchError.EQUIPMENT_UNQUALIFIED,
+                f"{locked.code} cannot be used: its qualification expired on "
+                f"{locked.qualified_until:%Y-%m-%d}.",
+            )
+        previous = (
+            EquipmentUse.objects.filter(equipment=locked)
+            .select_related("batch")
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        if previous is not None and previous.ended_at is None:
+            raise RuleViolation(
+                BatchError.EQUIPMENT_UNAVAILABLE,
+                f"{locked.code} is still in use by another batch; end that use first.",
+            )
+        if previous is not None and previous.batch.product_id != locked_batch.product_id:
+            cleaned = CleaningRecord.objects.filter(
+                equipment=locked,
+                performed_at__gte=previous.ended_at,
+                performed_at__lte=at,
+                verified_by__isnull=False,
+            ).exists()
+            if not cleaned:
+                raise RuleViolation(
+                    BatchError.CLEANING_REQUIRED,
+                    f"{locked.code} last ran another product (ended "
+                    f"{previous.ended_at:%Y-%m-%d %H:%M} UTC): a verified cleaning after that "
+                    f"is required before batch {locked_batch} uses it.",
+                )
+        return EquipmentUse.objects.create(
+            equipment=locked, batch=locked_batch, started_at=at, recorded_by=by
+        )
+
+
+def equipment_use_end(*, use: EquipmentUse, by, at=None) -> EquipmentUse:
+    _require(by, use.sponsor_id, "change", f"record equipment use for batch {use.batch}")
+    with transaction.atomic(), audit_context(actor=by):
+        locked = EquipmentUse.objects.select_for_update().get(pk=use.pk)
+        if locked.ended_at is not None:
+            raise RuleViolation(BatchError.INVALID, f"{locked} already ended.")
+        locked.ended_at = at or timezone.now()
+        locked.save(update_fields=["ended_at"])
+    use.refresh_from_db()
+    return use
+
+
+def cleaning_record(*, equipment: Equipment, method: str, performed_by, at=None) -> CleaningRecord:
+    _require(performed_by, None, "change", f"record cleaning of {equipment.code}")
+    if not method.strip():
+        raise RuleViolation(BatchError.INVALID, f"Cleaning of {equipment.code}: name the method.")
+    with transaction.atomic(), audit_context(actor=performed_by):
+        return CleaningRecord.objects.create(
+            equipment=equipment,
+            method=method,
+            performed_by=performed_by,
+            performed_at=at or timezone.now(),
+        )
+
+
+def cleaning_verify(*, cleaning: CleaningRecord, verified_by, at=None) -> CleaningRecord:
+    _require(verified_by, None, "change", f"verify cleaning of {cleaning.equipment.code}")
+    with transaction.atomic(), audit_context(actor=verified_by):
+        locked = CleaningRecord.objects.select_for_update().get(pk=cleaning.pk)
+        if locked.performed_by_id == verified_by.pk:
+            raise RuleViolation(
+                BatchError.SECOND_PERSON,
+                f"{locked} was performed by {verified_by.get_username()}; a second person must "
+                "verify it.",
+            )
+        if locked.verified_by_id is not None:
+            raise RuleViolation(BatchError.INVALID, f"{locked} is already verified.")
+        locked.verified_by, locked.verified_at = verified_by, at or timezone.now()
+        locked.save(update_fields=["verified_by", "verified_at"])
+    cleaning.refresh_from_db()
+    return cleaning
+
+
+# --- packaging ----------------------------------------------------------------------------
+
+
+def packaging_start(*, batch: Batch, label_version: str, by) -> PackagingRecord:
+    _require(by, batch.sponsor_id, "change", f"record packaging of batch {batch}")
+    if not label_version.strip():
+        raise RuleViolation(BatchError.INVALID, f"Packaging of {batch}: name the label version.")
+    with transaction.atomic(), audit_context(actor=by):
+        if PackagingRecord.objects.filter(batch=batch).exists():
+            raise RuleViolation(BatchError.INVALID, f"Packaging of {batch} is already recorded.")
+        return PackagingRecord.objects.create(batch=batch, label_version=label_version)
+
+
+def packaging_clear_line(
+    *, packaging: PackagingRecord, user, password: str, request=None
+) -> Signature:
+    """Line clearance before packaging, signed by the person who checked the line."""
+    _require(user, packaging.sponsor_id, "change", f"clear the line for {packaging.batch}")
+    signer_verify(user=user, password=password, request=request)
+    with transaction.atomic(), audit_context(actor=user):
+        locked = PackagingRecord.objects.select_for_update().get(pk=packaging.pk)
+        if locked.line_cleared_at is not None:
+            raise RuleViolation(
+                BatchError.INVALID, f"The line for {locked.batch} is already cleared."
+            )
+        locked.line_cleared_at = timezone.now()
+        locked.save(update_fields=["line_cleared_at"])
+        signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.REVIEWED)
+    packaging.refresh_from_db()
+    return signature
+
+
+def packaging_reconcile(
+    *, packaging: PackagingRecord, issued: int, used: int, destroyed: int, returned: int, by
+) -> PackagingRecord:
+    """Label reconciliation must balance: issued = used + destroyed + returned."""
+    _require(by, packaging.sponsor_id, "change", f"reconcile labels of {packaging.batch}")
+    counts = {"issued": issued, "used": used, "destroyed": destroyed, "returned": returned}
+    if any(value is None or int(value) < 0 for value in counts.values()):
+        raise RuleViolation(
+            BatchError.INVALID, f"Label reconciliation of {packaging.batch}: counts must be ≥ 0."
+        )
+    accounted = int(used) + int(destroyed) + int(returned)
+    if int(issued) != accounted:
+        raise RuleViolation(
+            BatchError.RECONCILIATION,
+            f"Label reconciliation of batch {packaging.batch} does not balance: {issued} issued, "
+            f"{accounted} accounted for ({used} used + {destroyed} destroyed + {returned} "
+            "returned).",
+        )
+    with transaction.atomic(), audit_context(actor=by):
+        locked = PackagingRecord.objects.select_for_update().get(pk=packaging.pk)
+        locked.labels_issued, locked.labels_used = issued, used
+        locked.labels_destroyed, locked.labels_returned = destroyed, returned
+        locked.reconciled_at = timezone.now()
+        locked.save()
+    packaging.refresh_from_db()
+    return packaging
+
+
+# --- shipments ----------------------------------------------------------------------------
+
+
+def shipment_create(
+    *, lot: Lot, customer: Customer, quantity, by, reference: str = "", at=None
+) -> Shipment:
+    """Ship finished goods: only a released lot, and no more than remains of it."""
+    _require(by, lot.sponsor_id, "change", f"ship lot {lot}")
+    quantity = _positive(quantity, f"Shipment of lot {lot}")
+    with transaction.atomic(), audit_context(actor=by):
+        locked = Lot.objects.select_for_update().get(pk=lot.pk)
+        if locked.sponsor_id is None:
+            raise RuleViolation(
+                BatchError.LOT_NOT_SHIPPABLE,
+                f"Lot {locked} is a site material, not a sponsor's product: it cannot be shipped.",
+            )
+        if locked.status != Lot.Status.RELEASED:
+            raise RuleViolation(
+                BatchError.LOT_NOT_RELEASED,
+                f"Lot {locked} is {locked.get_status_display().lower()}: only a released lot can "
+                "be shipped.",
+            )
+        remaining = lot_balance(locked)["remaining"]
+        if quantity > remaining:
+            raise RuleViolation(
+                BatchError.LOT_INSUFFICIENT,
+                f"Lot {locked} has {remaining.normalize()} {locked.unit} left: "
+                f"{quantity.normalize()} {locked.unit} cannot be shipped.",
+            )
+        return Shipment.objects.create(
+            lot=locked,
+            customer=customer,
+            quantity=quantity,
+            reference=reference,
+            shipped_at=at or timezone.now(),
+            recorded_by=by,
+        )

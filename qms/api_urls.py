@@ -1,0 +1,18 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
+
+from .api import AuditEventViewSet, TokenView
+
+router = DefaultRouter()
+router.register("sponsors", SponsorViewSet, basename="sponsor")
+router.register("products", ProductViewSet, basename="product")
+router.register("quality-agreements", QualityAgreementViewSet, basename="quality-agreement")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="token"),
+    path("epcis/", include("batches.epcis_urls")),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,21 @@
+"""Celery tasks of the kernel: thin, idempotent, acknowledged only after they ran."""
+
+from celery import shared_task
+
+from .audit import write_checkpoint
+from .notifications import deadlines_send_due
+
+
+@shared_task(acks_late=True)
+def send_due_notifications() -> int:
+    """Beat, every minute: notify the deadlines that fell due (exactly once, however often it
+    runs). Returns how many were notified."""
+    return deadlines_send_due()
+
+
+@shared_task(acks_late=True)
+def write_audit_checkpoint() -> int | None:
+    """Beat, hourly: record the audit chain's head outside the database. Running it twice only
+    records the same head twice. Returns the head's sequence number."""
+    head = write_checkpoint()
+    return head.seq if head is not None else None

@@ -1,0 +1,279 @@
+"""Load the demo site: one plant operating five sponsors with different quality agreements, and
+the demo users. Idempotent: a second run changes nothing."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from qms.audit import audit_context
+from qms.notifications import deadline_schedule
+from sponsors import services
+from sponsors.models import AccessGrant, Product, QualityAgreement, Role, Sponsor
+
+DEMO_PASSWORD_DEFAULT = "demo-password"
+
+N, A = "notify", "approve"
+
+SPONSORS = [
+    {
+        "code": "acme",
+        "name": "Acme Pharmaceuticals",
+        "products": [
+            ("ACM-AMX500", "Amoxicillin 500 mg capsules", Product.RegulatoryBasis.DRUG),
+            ("ACM-IBU200", "Ibuprofen 200 mg tablets", Product.RegulatoryBasis.DRUG),
+        ],
+        "history": {"critical_deviation_notice_hours": 48, "major_deviation_notice_hours": 96},
+        "terms": {
+            "critical_deviation_notice_hours": 24,
+            "major_deviation_notice_hours": 72,
+            "oos_notice_hours": 48,
+            "capa_notice_hours": 120,
+            "release_authority": "cmo",
+            "sponsor_closes_critical": True,
+            "investigation_summary_business_days": 20,
+        },
+        "rules": {
+            "supplier": (A, 60),
+            "sop": (N, 30),
+            "master_batch_record": (A, 30),
+            "label_artwork": (A, 45),
+            "process_parameter": (A, 30),
+            "equipment": (N, 14),
+        },
+    },
+    {
+        "code": "borealis",
+        "name": "Borealis Medical Devices",
+        "products": [
+            ("BOR-CATH7", "Central venous catheter 7 Fr", Product.RegulatoryBasis.DEVICE),
+            ("BOR-GW035", "Guidewire 0.035 in", Product.RegulatoryBasis.DEVICE),
+        ],
+        "terms": {
+            "critical_deviation_notice_hours": 48,
+            "major_deviation_notice_hours": 120,
+            "oos_notice_hours": 72,
+            "release_authority": "sponsor",
+            "sponsor_closes_major": True,
+            "sponsor_closes_critical": True,
+        },
+        "rules": {
+            "supplier": (A, 90),
+            "material": (A, 90),
+            "equipment": (A, 60),
+            "process_parameter": (A, 60),
+            "sop": (N, 14),
+            "test_method": (A, 60),
+            "facility": (A, 120),
+        },
+    },
+    {
+        "code": "cygnus",
+        "name": "Cygnus Nutrition",
+        "products": [
+            ("CYG-VITD3", "Vitamin D3 2000 IU softgels", Product.RegulatoryBasis.SUPPLEMENT),
+            ("CYG-OMEGA", "Omega-3 1000 mg softgels", Product.RegulatoryBasis.SUPPLEMENT),
+        ],
+        "terms": {
+            "critical_deviation_notice_hours": 72,
+            "major_deviation_notice_hours": 168,
+            "release_authority": "conditional",
+            "sponsor_closes_critical": True,
+        },
+        "rules": {
+            "supplier": (N, 30),
+            "material": (N, 30),
+            "label_artwork": (A, 30),
+            "master_batch_record": (N, 14),
+        },
+    },
+    {
+        "code": "draco",
+        "name": "Draco Biotech",
+        "products": [
+            ("DRC-MAB10", "Dracomab 10 mg/mL injection", Product.RegulatoryBasis.DRUG),
+            ("DRC-DIL5", "Sterile diluent 5 mL", Product.RegulatoryBasis.DRUG),
+        ],
+        "terms": {
+            "critical_deviation_notice_hours": 24,
+            "major_deviation_notice_hours": 48,
+            "minor_deviation_notice_hours": 240,
+            "oos_notice_hours": 24,
+            "capa_notice_hours": 72,
+            "release_authority": "cmo",
+            "sponsor_closes_major": True,
+            "sponsor_closes_critical": True,
+        },
+        "rules": {
+            category: (A, 60)
+            for category in (
+                "supplier",
+                "material",
+                "equipment",
+                "process_parameter",
+                "sop",
+                "master_batch_record",
+                "label_artwork",
+                "test_method",
+                "facility",
+            )
+        },
+    },
+    {
+        "code": "eos",
+        "name": "Eos Consumer Health",
+        "products": [
+            ("EOS-MELA3", "Melatonin 3 mg tablets", Product.RegulatoryBasis.SUPPLEMENT),
+            ("EOS-ZINC", "Zinc lozenges", Product.RegulatoryBasis.SUPPLEMENT),
+        ],
+        "terms": {
+            "critical_deviation_notice_hours": None,
+            "major_deviation_notice_hours": None,
+            "release_authority": "sponsor",
+            "sponsor_closes_critical": False,
+        },
+        "rules": {"label_artwork": (N, 30), "supplier": (N, 30)},
+    },
+]
+
+CMO_USERS = [
+    ("admin", "Ada", "Admin", None),
+    ("qa", "Quinn", "Alvarez", Role.CMO_STAFF),
+    ("qa-approver", "Priya", "Raman", Role.CMO_QA_APPROVER),
+    ("operator", "Oscar", "Lindqvist", Role.CMO_STAFF),
+]
+
+HISTORY_START = datetime(2025, 1, 1, tzinfo=UTC)
+CURRENT_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Command(BaseCommand):
+    help = "Load the demo site (five sponsors, agreements, users). Safe to run again."
+
+    def handle(self, *args, **options):
+        password = os.environ.get("DEMO_PASSWORD") or DEMO_PASSWORD_DEFAULT
+        created = []
+        with transaction.atomic(), audit_context(reason="demo data"):
+            users = {
+                name: self._user(name, first, last, password, created)
+                for name, first, last, _ in CMO_USERS
+            }
+            admin = users["admin"]
+            if not admin.is_superuser:
+                admin.is_superuser = admin.is_staff = True
+                admin.save(update_fields=["is_superuser", "is_staff"])
+            for spec in SPONSORS:
+                sponsor = self._sponsor(spec, admin, created)
+                for name, _first, _last, role in CMO_USERS:
+                    if role is not None:
+                        self._grant(users[name], sponsor, role, admin)
+                for suffix, role, first in (
+                    ("auditor", Role.SPONSOR_AUDITOR, "Audrey"),
+                    ("approver", Role.SPONSOR_APPROVER, "Arthur"),
+                ):
+                    user = self._user(
+                        f"{spec['code']}-{suffix}",
+                        first,
+                        spec["name"].split()[0],
+                        password,
+                        created,
+                    )
+                    if not hasattr(user, "profile"):
+                        services.user_profile_set(user=user, sponsor=sponsor, by=admin)
+                    self._grant(user, sponsor, role, admin)
+        with audit_context(reason="demo data"):
+            for spec in SPONSORS:
+                sponsor = Sponsor.objects.get(code=spec["code"])
+                self._agreements(spec, sponsor, users["qa-approver"], password, created)
+                self._deadline(sponsor, admin)
+        summary = ", ".join(created) if created else "nothing new: the demo was already loaded"
+        self.stdout.write(self.style.SUCCESS(f"Demo data: {summary}."))
+
+    def _user(self, username, first, last, password, created):
+        User = get_user_model()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User.objects.create_user(
+                username=username,
+                password=password,
+                first_name=first,
+                last_name=last,
+                email=f"{username}@demo.invalid",
+            )
+            created.append(f"user {username}")
+        return user
+
+    def _sponsor(self, spec, admin, created):
+        sponsor = Sponsor.objects.filter(code=spec["code"]).first()
+        if sponsor is None:
+            sponsor = services.sponsor_create(
+                code=spec["code"],
+                name=spec["name"],
+                contact_email=f"quality@{spec['code']}.demo.invalid",
+                by=admin,
+            )
+            created.append(f"sponsor {sponsor.code}")
+        for code, name, basis in spec["products"]:
+            if not Product.objects.filter(sponsor=sponsor, code=code).exists():
+                services.product_create(
+                    sponsor=sponsor, code=code, name=name, regulatory_basis=basis, by=admin
+                )
+                created.append(f"product {code}")
+        return sponsor
+
+    def _grant(self, user, sponsor, role, admin):
+        if AccessGrant.objects.active().filter(user=user, sponsor=sponsor, role=role).exists():
+            return
+        expires_at = timezone.now() + timedelta(days=365) if role == Role.SPONSOR_AUDITOR else None
+        services.access_grant_create(
+            user=user,
+            sponsor=sponsor,
+            role=role,
+            by=admin,
+            starts_at=timezone.now() - timedelta(days=1),
+            expires_at=expires_at,
+            reason="demo access",
+        )
+
+    def _agreements(self, spec, sponsor, approver, password, created):
+        if QualityAgreement.objects.filter(sponsor=sponsor).exists():
+            return
+        history = spec.get("history")
+        if history:
+            old = services.quality_agreement_create_draft(
+                sponsor=sponsor,
+                by=approver,
+                reference=f"QA-{sponsor.code.upper()}-2025",
+                rules=spec["rules"],
+                **{**spec["terms"], **history},
+            )
+            services.quality_agreement_make_effective(
+                agreement=old, user=approver, password=password, effective_from=HISTORY_START
+            )
+            created.append(f"{old}")
+        current = services.quality_agreement_create_draft(
+            sponsor=sponsor,
+            by=approver,
+            reference=f"QA-{sponsor.code.upper()}-2026",
+            rules=spec["rules"],
+            **spec["terms"],
+        )
+        services.quality_agreement_make_effective(
+            agreement=current, user=approver, password=password, effective_from=CURRENT_START
+        )
+        created.append(f"{current}")
+
+    def _deadline(self, sponsor, admin):
+        deadline_schedule(
+            sponsor=sponsor,
+            key=f"demo:{sponsor.code}:quality-review-2026",
+            kind="product_quality_review",
+            title=f"Annual product quality review 2026 due to {sponsor.name}",
+            due_at=datetime(2027, 1, 31, tzinfo=UTC),
+            notify_at=datetime(2027, 1, 17, tzinfo=UTC),
+            recipient_roles=[Role.CMO_QA_APPROVER],
+            by=admin,
+        )
