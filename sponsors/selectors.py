@@ -2,7 +2,8 @@
 
 from datetime import datetime
 
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from qms.models import Deadline
@@ -44,32 +45,43 @@ def sponsor_get(*, user, code: str, action: str = "view") -> Sponsor:
     return Sponsor.objects.for_user(user, action).get(code=code)
 
 
+def _count(queryset) -> Subquery:
+    """A correlated COUNT(*) of `queryset` (already filtered on `sponsor=OuterRef("pk")`)."""
+    return Coalesce(
+        Subquery(queryset.order_by().values("sponsor").annotate(n=Count("pk")).values("n")[:1]),
+        0,
+    )
+
+
 def sponsor_dashboard(*, user) -> list[Sponsor]:
     """Each sponsor the user works on, annotated with the counts of its open items and the
-    version of the agreement in force; a constant number of queries however many sponsors."""
+    version of the agreement in force; one query however many sponsors and rows."""
+    from batches.models import Batch, Lot
+
     now = timezone.now()
-    in_force = (
-        QualityAgreement.objects.filter(sponsor=OuterRef("pk")).in_force(now).values("version")[:1]
-    )
-    pending = Deadline.objects.filter(sponsor=OuterRef("pk"), status=Deadline.Status.PENDING)
+    own = {"sponsor": OuterRef("pk")}
+    in_force = QualityAgreement.objects.filter(**own).in_force(now).values("version")[:1]
+    pending = Deadline.objects.filter(**own, status=Deadline.Status.PENDING)
     return list(
         sponsor_list(user=user).annotate(
-            active_products=Count("product", filter=Q(product__is_active=True), distinct=True),
-            draft_agreements=Count(
-                "qualityagreement",
-                filter=Q(qualityagreement__status=QualityAgreement.Status.DRAFT),
-                distinct=True,
+            active_products=_count(Product.objects.filter(**own, is_active=True)),
+            draft_agreements=_count(
+                QualityAgreement.objects.filter(**own, status=QualityAgreement.Status.DRAFT)
             ),
             agreement_version=Subquery(in_force),
-            open_deadlines=Subquery(
-                pending.values("sponsor").annotate(n=Count("pk")).values("n")[:1]
+            open_deadlines=_count(pending),
+            overdue_deadlines=_count(pending.filter(due_at__lt=now)),
+            batches_in_progress=_count(
+                Batch.objects.filter(
+                    **own, status__in=[Batch.Status.PLANNED, Batch.Status.IN_PROGRESS]
+                )
             ),
-            overdue_deadlines=Subquery(
-                pending.filter(due_at__lt=now)
-                .values("sponsor")
-                .annotate(n=Count("pk"))
-                .values("n")[:1]
+            batches_awaiting_review=_count(
+                Batch.objects.filter(
+                    **own, status__in=[Batch.Status.COMPLETED, Batch.Status.UNDER_REVIEW]
+                )
             ),
+            lots_in_quarantine=_count(Lot.objects.filter(**own, status=Lot.Status.QUARANTINE)),
         )
     )
 
