@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from .api_epcis import EpcisLotView, EpcisView
+
+urlpatterns = [
+    path("", EpcisView.as_view(), name="epcis-import"),
+    path("lots/<str:lot_number>/", EpcisLotView.as_view(), name="epcis-export"),
+]

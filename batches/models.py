@@ -228,8 +228,8 @@ class MbrStep(SponsorOwned):
     def limits_display(self) -> str:
         if self.low_limit is None and self.high_limit is None:
             return "—"
-        low = "" if self.low_limit is None else f"{self.low_limit.normalize()}"
-        high = "" if self.high_limit is None else f"{self.high_limit.normalize()}"
+        low = "" if self.low_limit is None else f"{self.low_limit.normalize():f}"
+        high = "" if self.high_limit is None else f"{self.high_limit.normalize():f}"
         return f"{low}–{high} {self.unit}".strip()
 
 
@@ -530,8 +530,8 @@ class LabResult(models.Model):
 
     @property
     def spec_display(self) -> str:
-        low = "" if self.low_limit is None else f"{self.low_limit.normalize()}"
-        high = "" if self.high_limit is None else f"{self.high_limit.normalize()}"
+        low = "" if self.low_limit is None else f"{self.low_limit.normalize():f}"
+        high = "" if self.high_limit is None else f"{self.high_limit.normalize():f}"
         return f"{low}–{high} {self.unit}".strip()
 
 

@@ -98,7 +98,7 @@ class Genealogy:
                     "lot": lot.lot_number,
                     "material": lot.material.code,
                     "status": lot.status,
-                    "quantity": f"{lot.quantity.normalize()} {lot.unit}",
+                    "quantity": f"{lot.quantity.normalize():f} {lot.unit}",
                     "batch": lot.produced_by.number if lot.produced_by_id else "",
                     "supplier": lot.supplier.name if lot.supplier_id else "",
                     "receipt": lot.receipt_reference,
@@ -132,7 +132,7 @@ class Genealogy:
                     "lot": shipment.lot.lot_number,
                     "material": shipment.lot.material.code,
                     "status": "shipped",
-                    "quantity": f"{shipment.quantity.normalize()} {shipment.lot.unit}",
+                    "quantity": f"{shipment.quantity.normalize():f} {shipment.lot.unit}",
                     "batch": "",
                     "supplier": "",
                     "receipt": shipment.reference,
@@ -231,6 +231,7 @@ def batch_detail(*, user, number: str) -> Batch:
             "output_lots__lab_results",
             "mbr__steps",
             "mbr__bom_lines__material",
+            "packaging",
         )
         .get(number=number)
     )

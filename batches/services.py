@@ -95,6 +95,12 @@ def _require(user, sponsor_id: int | None, action: str, what: str) -> None:
         raise RuleViolation(BatchError.NOT_PERMITTED, f"{user.get_username()} may not {what}.")
 
 
+def _lot_state(lot: Lot) -> str:
+    if lot.status == Lot.Status.QUARANTINE:
+        return "in quarantine"
+    return lot.get_status_display().lower()
+
+
 def _positive(quantity, what: str) -> Decimal:
     quantity = Decimal(quantity)
     if quantity <= 0:
@@ -121,16 +127,17 @@ def lot_receive(
     _require(by, None, "change", f"receive lot {lot_number}")
     quantity = _positive(quantity, f"Lot {lot_number}")
     if material.kind in Material.SPONSOR_KINDS:
+        kind = material.get_kind_display().lower()
+        article = "an" if kind[0] in "aeiou" else "a"
         raise RuleViolation(
             BatchError.INVALID,
-            f"Lot {lot_number}: {material} is a {material.get_kind_display().lower()}, made here, "
-            "not received.",
+            f"Lot {lot_number}: {material} is {article} {kind}, made here, not received.",
         )
     if not supplier.may_supply:
         raise RuleViolation(
             BatchError.SUPPLIER_NOT_APPROVED,
-            f"Lot {lot_number} cannot be received: supplier {supplier.code} is "
-            f"{supplier.get_status_display().lower()}.",
+            f"Lot {lot_number} cannot be received: supplier {supplier.code} is not approved "
+            f"({supplier.get_status_display().lower()}).",
         )
     with transaction.atomic(), audit_context(actor=by):
         if Lot.objects.filter(lot_number=lot_number).exists():
@@ -424,7 +431,7 @@ def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumpti
         if locked.status != Lot.Status.RELEASED:
             raise RuleViolation(
                 BatchError.LOT_NOT_RELEASED,
-                f"Lot {locked} is {locked.get_status_display().lower()}: it cannot be consumed.",
+                f"Lot {locked} is {_lot_state(locked)}: it cannot be consumed.",
             )
         if locked.sponsor_id is not None and locked.sponsor_id != locked_batch.sponsor_id:
             raise RuleViolation(
@@ -436,8 +443,8 @@ def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumpti
         if quantity > remaining:
             raise RuleViolation(
                 BatchError.LOT_INSUFFICIENT,
-                f"Lot {locked} has {remaining.normalize()} {locked.unit} left: "
-                f"{quantity.normalize()} {locked.unit} cannot be consumed.",
+                f"Lot {locked} has {remaining.normalize():f} {locked.unit} left: "
+                f"{quantity.normalize():f} {locked.unit} cannot be consumed.",
             )
         return Consumption.objects.create(
             batch=locked_batch,
@@ -449,10 +456,18 @@ def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumpti
 
 
 def batch_complete(
-    *, batch: Batch, output_lot_number: str, quantity, by, at=None, expires_on=None
+    *,
+    batch: Batch,
+    output_lot_number: str,
+    quantity,
+    by,
+    at=None,
+    expires_on=None,
+    material: Material | None = None,
 ) -> Lot:
     """Close production: every step recorded, equipment released, the output lot created in
-    quarantine, the yield recorded."""
+    quarantine, the yield recorded. The output is the product's finished material unless
+    `material` names another intermediate or finished material of the same product."""
     _require(by, batch.sponsor_id, "change", f"complete batch {batch}")
     quantity = _positive(quantity, f"Output of batch {batch}")
     at = at or timezone.now()
@@ -462,14 +477,26 @@ def batch_complete(
         done = set(locked.executed_steps.values_list("step_id", flat=True))
         missing = [s.sequence for s in locked.mbr.steps.all() if s.pk not in done]
         if missing:
+            which = (
+                f"step {missing[0]} is"
+                if len(missing) == 1
+                else f"steps {', '.join(map(str, missing))} are"
+            )
             raise RuleViolation(
                 BatchError.STEP_INVALID,
-                f"Batch {locked} cannot be completed: steps {', '.join(map(str, missing))} are "
-                "not recorded.",
+                f"Batch {locked} cannot be completed: {which} not recorded.",
             )
-        material = Material.objects.filter(
-            product=locked.product, kind=Material.Kind.FINISHED
-        ).first()
+        if material is not None and (
+            material.product_id != locked.product_id or material.kind not in Material.SPONSOR_KINDS
+        ):
+            raise RuleViolation(
+                BatchError.INVALID,
+                f"Batch {locked} cannot make a lot of {material}: it is not an intermediate or "
+                f"finished material of {locked.product.code}.",
+            )
+        material = material or (
+            Material.objects.filter(product=locked.product, kind=Material.Kind.FINISHED).first()
+        )
         if material is None:
             raise RuleViolation(
                 BatchError.INVALID,
@@ -490,6 +517,7 @@ def batch_complete(
             unit=material.unit,
             produced_by=locked,
             expires_on=expires_on,
+            created_at=at,
         )
     batch.refresh_from_db()
     return lot
@@ -615,7 +643,7 @@ def packaging_start(*, batch: Batch, label_version: str, by) -> PackagingRecord:
 
 
 def packaging_clear_line(
-    *, packaging: PackagingRecord, user, password: str, request=None
+    *, packaging: PackagingRecord, user, password: str, request=None, at=None
 ) -> Signature:
     """Line clearance before packaging, signed by the person who checked the line."""
     _require(user, packaging.sponsor_id, "change", f"clear the line for {packaging.batch}")
@@ -626,7 +654,7 @@ def packaging_clear_line(
             raise RuleViolation(
                 BatchError.INVALID, f"The line for {locked.batch} is already cleared."
             )
-        locked.line_cleared_at = timezone.now()
+        locked.line_cleared_at = at or timezone.now()
         locked.save(update_fields=["line_cleared_at"])
         signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.REVIEWED)
     packaging.refresh_from_db()
@@ -634,7 +662,14 @@ def packaging_clear_line(
 
 
 def packaging_reconcile(
-    *, packaging: PackagingRecord, issued: int, used: int, destroyed: int, returned: int, by
+    *,
+    packaging: PackagingRecord,
+    issued: int,
+    used: int,
+    destroyed: int,
+    returned: int,
+    by,
+    at=None,
 ) -> PackagingRecord:
     """Label reconciliation must balance: issued = used + destroyed + returned."""
     _require(by, packaging.sponsor_id, "change", f"reconcile labels of {packaging.batch}")
@@ -655,7 +690,7 @@ def packaging_reconcile(
         locked = PackagingRecord.objects.select_for_update().get(pk=packaging.pk)
         locked.labels_issued, locked.labels_used = issued, used
         locked.labels_destroyed, locked.labels_returned = destroyed, returned
-        locked.reconciled_at = timezone.now()
+        locked.reconciled_at = at or timezone.now()
         locked.save()
     packaging.refresh_from_db()
     return packaging
@@ -680,15 +715,14 @@ def shipment_create(
         if locked.status != Lot.Status.RELEASED:
             raise RuleViolation(
                 BatchError.LOT_NOT_RELEASED,
-                f"Lot {locked} is {locked.get_status_display().lower()}: only a released lot can "
-                "be shipped.",
+                f"Lot {locked} is {_lot_state(locked)}: only a released lot can be shipped.",
             )
         remaining = lot_balance(locked)["remaining"]
         if quantity > remaining:
             raise RuleViolation(
                 BatchError.LOT_INSUFFICIENT,
-                f"Lot {locked} has {remaining.normalize()} {locked.unit} left: "
-                f"{quantity.normalize()} {locked.unit} cannot be shipped.",
+                f"Lot {locked} has {remaining.normalize():f} {locked.unit} left: "
+                f"{quantity.normalize():f} {locked.unit} cannot be shipped.",
             )
         return Shipment.objects.create(
             lot=locked,

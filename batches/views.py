@@ -59,7 +59,7 @@ class LotFilter(django_filters.FilterSet):
     def for_sponsor(self, queryset, name, value):
         """The sponsor's own lots and the site lots its batches consumed."""
         used = Consumption.objects.filter(lot=OuterRef("pk"), batch__sponsor=value)
-        return queryset.filter(Q(sponsor=value) | Q(sponsor__isnull=True, pk__in=[]) | Exists(used))
+        return queryset.filter(Q(sponsor=value) | (Q(sponsor__isnull=True) & Exists(used)))
 
 
 class BatchFilter(django_filters.FilterSet):
@@ -143,9 +143,7 @@ def recall_csv(request, lot_number: str):
     direction = _direction(request)
     genealogy = exports.genealogy_for(lot=lot, user=request.user, direction=direction)
     response = HttpResponse(exports.recall_csv(genealogy), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = (
-        f'attachment; filename="{exports.filename(genealogy, "csv")}"'
-    )
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(genealogy, "csv")}"'
     return response
 
 
@@ -156,9 +154,7 @@ def recall_pdf(request, lot_number: str):
     genealogy = exports.genealogy_for(lot=lot, user=request.user, direction=direction)
     pdf = exports.recall_pdf(genealogy, user=request.user, at=timezone.now())
     response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = (
-        f'attachment; filename="{exports.filename(genealogy, "pdf")}"'
-    )
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(genealogy, "pdf")}"'
     return response
 
 
@@ -185,7 +181,7 @@ def batch_detail(request, number: str):
     uses = list(batch.equipment_uses.all())
     output_lots = list(batch.output_lots.all())
     lab_results = [result for lot in output_lots for result in lot.lab_results.all()]
-    packaging = PackagingRecord.objects.for_user(request.user).filter(batch=batch).first()
+    packaging = getattr(batch, "packaging", None)
     related = [*consumptions, *executed.values(), *uses, *output_lots, *lab_results]
     if packaging is not None:
         related.append(packaging)
@@ -197,9 +193,24 @@ def batch_detail(request, number: str):
         "output_lots": [(lot, signatures_for(lot)) for lot in output_lots],
         "packaging": packaging,
         "packaging_signatures": signatures_for(packaging) if packaging else [],
+        "labels_balanced": _labels_balanced(packaging),
         **record_trail(batch, *related),
     }
     return render(request, "batches/batch_detail.html", context)
+
+
+def _labels_balanced(packaging: PackagingRecord | None) -> bool:
+    if packaging is None or not packaging.is_reconciled:
+        return False
+    counts = (
+        packaging.labels_used,
+        packaging.labels_destroyed,
+        packaging.labels_returned,
+        packaging.labels_issued,
+    )
+    if None in counts:
+        return False
+    return packaging.labels_issued == sum(counts[:3])
 
 
 @cmo_required
@@ -222,7 +233,7 @@ def mbr_detail(request, pk: int):
         "bom": bom,
         "steps": steps,
         "versions": mbrs.filter(product=mbr.product).order_by("-version"),
-        "batches": Paginator(batches, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page": Paginator(batches, PAGE_SIZE).get_page(request.GET.get("page")),
         **record_trail(mbr, *bom, *steps),
     }
     return render(request, "batches/mbr_detail.html", context)

@@ -1,6 +1,14 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from batches.api import (
+    BatchViewSet,
+    EquipmentViewSet,
+    LotViewSet,
+    MasterBatchRecordViewSet,
+    MaterialViewSet,
+    ShipmentViewSet,
+)
 from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
 
 from .api import AuditEventViewSet, TokenView
@@ -10,6 +18,12 @@ router.register("sponsors", SponsorViewSet, basename="sponsor")
 router.register("products", ProductViewSet, basename="product")
 router.register("quality-agreements", QualityAgreementViewSet, basename="quality-agreement")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("materials", MaterialViewSet, basename="material")
+router.register("lots", LotViewSet, basename="lot")
+router.register("batches", BatchViewSet, basename="batch")
+router.register("master-batch-records", MasterBatchRecordViewSet, basename="master-batch-record")
+router.register("equipment", EquipmentViewSet, basename="equipment")
+router.register("shipments", ShipmentViewSet, basename="shipment")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),

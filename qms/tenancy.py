@@ -86,11 +86,13 @@ class SharedQuerySet(models.QuerySet):
         if not ids:
             return self.none()
         has_sponsor = any(f.name == "sponsor" for f in self.model._meta.concrete_fields)
-        own = Q(sponsor_id__in=ids) if has_sponsor else Q(pk__in=[])
-        site_wide = Q(sponsor__isnull=True) if has_sponsor else Q()
-        if is_cmo_user(user):
-            return self.filter(own | site_wide)
-        return self.filter(own | (site_wide & self.model.sponsor_link(ids)))
+        cmo = is_cmo_user(user)
+        if not has_sponsor:
+            return self.all() if cmo else self.filter(self.model.sponsor_link(ids))
+        own = Q(sponsor_id__in=ids)
+        if cmo:
+            return self.filter(own | Q(sponsor__isnull=True))
+        return self.filter(own | (Q(sponsor__isnull=True) & self.model.sponsor_link(ids)))
 
 
 SharedManager = models.Manager.from_queryset(SharedQuerySet)

@@ -6,16 +6,27 @@ their own sponsor (A) and of the other sponsor (B, whose records all carry the m
 the status must be the expected one and no response of a sponsor-A actor may contain ZZOTHER."""
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
-from django.test import Client
+from django.db import transaction
+from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from batches import services as batch_services
+from batches.models import Customer, Equipment, Material
 from qms.models import AuditEvent, Deadline, Notification
 from sponsors.models import QualityAgreement, Role
-from tests.factories import ProductFactory, QualityAgreementFactory, SponsorFactory, make_user
+from sponsors.services import access_grant_create
+from suppliers.models import Supplier
+from tests.factories import (
+    PASSWORD,
+    ProductFactory,
+    QualityAgreementFactory,
+    SponsorFactory,
+    make_user,
+)
 
 MARKER = "ZZOTHER"
 OWN, OTHER = "own", "other"
@@ -41,6 +52,7 @@ class World:
     notifications: dict
     events: dict
     users: dict = field(default_factory=dict)
+    mfg: dict = field(default_factory=dict)
 
 
 def _build_world() -> World:
@@ -107,7 +119,76 @@ def _build_world() -> World:
         ]
         events[side] = AuditEvent.objects.filter(sponsor=sponsor).order_by("seq").first()
     world = World(sponsors, products, agreements, drafts, notifications, events, users)
+    world.mfg = _build_manufacturing(world)
     return world
+
+
+def _build_manufacturing(world: World) -> dict:
+    """Per side: a finished material, an effective MBR, a batch that consumed a shared raw lot on
+    a shared tank, its released output lot shipped to a customer; plus a tank only the other
+    sponsor used. Everything of the other sponsor carries the marker."""
+    qa = make_user(sponsor=world.sponsors[OWN], role=Role.CMO_QA_APPROVER, username="m-plant")
+    access_grant_create(user=qa, sponsor=world.sponsors[OTHER], role=Role.CMO_QA_APPROVER)
+    supplier = Supplier.objects.create(code="SUP-M", name="Matrix Chemicals", status="approved")
+    raw_material = Material.objects.create(code="RM-M", name="Shared API", kind="raw", unit="kg")
+    shared_tank = Equipment.objects.create(
+        code="TANK-SHARED", name="Shared tank", kind="tank", qualified_until=date(2099, 1, 1)
+    )
+    other_tank = Equipment.objects.create(
+        code="TANK-B-ONLY", name="Second tank", kind="tank", qualified_until=date(2099, 1, 1)
+    )
+    raw = batch_services.lot_receive(
+        material=raw_material, lot_number="R-SHARED", quantity="100", supplier=supplier, by=qa
+    )
+    batch_services.lot_disposition(lot=raw, user=qa, password=PASSWORD, release=True)
+    out = {"raw": raw, "tanks": {OWN: shared_tank, OTHER: other_tank}}
+    for side in (OWN, OTHER):
+        tag = MARKER if side == OTHER else "Alpha"
+        product = world.products[side]
+        material = Material.objects.create(
+            code=f"FG-{tag}", name=f"{tag} tablets", kind="finished", unit="ea", product=product
+        )
+        mbr = batch_services.mbr_create_draft(
+            product=product,
+            title=f"{tag} process",
+            batch_size="10",
+            batch_unit="ea",
+            theoretical_yield="10",
+            bom=[(raw_material, "1", "kg")],
+            steps=[{"title": "Blend", "parameter": "Time", "unit": "min", "low_limit": "1"}],
+            by=qa,
+        )
+        batch_services.mbr_approve(mbr=mbr, user=qa, password=PASSWORD)
+        batch_services.mbr_make_effective(mbr=mbr, by=qa, effective_from=timezone.now())
+        batch = batch_services.batch_plan(product=product, number=f"{tag}-B1", by=qa)
+        batch_services.batch_start(batch=batch, by=qa)
+        batch_services.batch_consume(batch=batch, lot=raw, quantity="1", by=qa)
+        for tank in {shared_tank, out["tanks"][side]}:
+            if tank.uses.exists():
+                cleaning = batch_services.cleaning_record(
+                    equipment=tank, method="CIP", performed_by=qa
+                )
+                batch_services.cleaning_verify(
+                    cleaning=cleaning, verified_by=world.users[SUPERUSER]
+                )
+            use = batch_services.equipment_use_start(batch=batch, equipment=tank, by=qa)
+            batch_services.equipment_use_end(use=use, by=qa)
+        [step] = mbr.steps.all()
+        batch_services.batch_record_step(batch=batch, step=step, performed_by=qa, value="1")
+        lot = batch_services.batch_complete(
+            batch=batch, output_lot_number=f"{tag}-L1", quantity="10", by=qa
+        )
+        batch_services.lot_disposition(lot=lot, user=qa, password=PASSWORD, release=True)
+        customer = Customer.objects.create(code=f"C-{tag}", name=f"{tag} Pharmacy")
+        shipment = batch_services.shipment_create(lot=lot, customer=customer, quantity="4", by=qa)
+        out[side] = {
+            "material": material,
+            "mbr": mbr,
+            "batch": batch,
+            "lot": lot,
+            "shipment": shipment,
+        }
+    return out
 
 
 @dataclass(frozen=True)
@@ -120,6 +201,9 @@ class Route:
     ok: int = 200
     scoped: bool = True  # does the route show one sponsor's record (so other → 404)?
     personal: bool = False  # the record belongs to one user: nobody else sees it, not even admin
+    site_wide: bool = False  # a site record (equipment): every CMO user sees it, scoped inside
+    json_body: str | None = None  # sent as application/json
+    cmo_writes: bool = False  # an API write only CMO staff may make: sponsor users get 403
 
 
 def _own_notification(world, side, actor):
@@ -161,9 +245,45 @@ ROUTES: dict[str, Route] = {
     "api:quality-agreement-detail": Route("api", args=lambda w, s, a: [w.agreements[s].pk]),
     "api:audit-event-list": Route("api", scoped=False),
     "api:audit-event-detail": Route("api", args=lambda w, s, a: [w.events[s].seq]),
+    "batches:lots": Route("cmo", scoped=False),
+    "batches:lot": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "batches:recall": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "batches:recall-csv": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "batches:recall-pdf": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "batches:batches": Route("cmo", scoped=False),
+    "batches:batch": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["batch"].number]),
+    "batches:mbr": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["mbr"].pk]),
+    "batches:equipment-list": Route("cmo", scoped=False),
+    "batches:equipment": Route(
+        "cmo", args=lambda w, s, a: [w.mfg["tanks"][s].code], site_wide=True
+    ),
+    "api:material-list": Route("api", scoped=False),
+    "api:material-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["material"].code]),
+    "api:lot-list": Route("api", scoped=False),
+    "api:lot-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "api:lot-recall-scope": Route("api", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "api:lot-trace": Route("api", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "api:batch-list": Route("api", scoped=False),
+    "api:batch-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["batch"].number]),
+    "api:master-batch-record-list": Route("api", scoped=False),
+    "api:master-batch-record-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["mbr"].pk]),
+    "api:equipment-list": Route("api", scoped=False),
+    "api:equipment-detail": Route(
+        "api", args=lambda w, s, a: [w.mfg["tanks"][s].code], site_wide=True
+    ),
+    "api:shipment-list": Route("api", scoped=False),
+    "api:shipment-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["shipment"].pk]),
+    "api:epcis-export": Route("api", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "api:epcis-import": Route(
+        "api", method="post", ok=400, scoped=False, json_body="{}", cmo_writes=True
+    ),
     "schema": Route("open", scoped=False),
     "api-docs": Route("open", scoped=False),
 }
+
+
+def _mfg(world, side):
+    return world.mfg[side]
 
 
 def _walk(patterns, prefix=""):
@@ -198,6 +318,10 @@ def expected_status(route: Route, actor: str, side: str) -> int:
     elif route.kind == "portal":
         if actor in CMO_ACTORS or actor == AUDITOR_EXPIRED:
             return 403
+    if route.cmo_writes and actor in SPONSOR_ACTORS:
+        return 403
+    if route.site_wide and actor in CMO_ACTORS:
+        return route.ok
     if route.scoped and side == OTHER and not superuser_sees_all:
         return 404
     if route.scoped and actor == AUDITOR_EXPIRED and route.kind in ("api", "any_user"):
@@ -214,12 +338,22 @@ def _client(world: World, actor: str) -> Client:
     return client
 
 
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once per module inside a transaction that is rolled back at the end; each test
+    runs in a savepoint inside it."""
+    fast = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    with django_db_blocker.unblock(), override_settings(PASSWORD_HASHERS=fast):
+        with transaction.atomic():
+            yield _build_world()
+            transaction.set_rollback(True)
+
+
 @pytest.mark.parametrize("name", sorted(ROUTES))
 @pytest.mark.django_db
-def test_isolation_matrix(name):
+def test_isolation_matrix(name, world):
     # given
     route = ROUTES[name]
-    world = _build_world()
     failures = []
     # when / then
     for actor in ACTORS:
@@ -228,7 +362,12 @@ def test_isolation_matrix(name):
             client = _client(world, actor)
             args = route.args(world, side, actor) if route.args else []
             url = reverse(name, args=args)
-            response = getattr(client, route.method)(url)
+            if route.json_body is not None:
+                response = getattr(client, route.method)(
+                    url, route.json_body, content_type="application/json"
+                )
+            else:
+                response = getattr(client, route.method)(url)
             want = expected_status(route, actor, side)
             if response.status_code != want:
                 failures.append(
@@ -245,8 +384,7 @@ ADMIN_URLS = ["admin:index", "admin:sponsors_sponsor_changelist", "admin:qms_aud
 
 
 @pytest.mark.django_db
-def test_admin_is_for_superusers_only():
-    world = _build_world()
+def test_admin_is_for_superusers_only(world):
     for actor in ACTORS:
         client = _client(world, actor)
         for name in ADMIN_URLS:

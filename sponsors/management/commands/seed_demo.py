@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from batches import demo
 from qms.audit import audit_context
 from qms.notifications import deadline_schedule
 from sponsors import services
@@ -189,8 +190,14 @@ class Command(BaseCommand):
                 sponsor = Sponsor.objects.get(code=spec["code"])
                 self._agreements(spec, sponsor, users["qa-approver"], password, created)
                 self._deadline(sponsor, admin)
-        summary = ", ".join(created) if created else "nothing new: the demo was already loaded"
-        self.stdout.write(self.style.SUCCESS(f"Demo data: {summary}."))
+        manufacturing = demo.load()
+        if created or manufacturing:
+            summary = (
+                f"{len(created)} sponsor records and {len(manufacturing)} manufacturing records"
+            )
+            self.stdout.write(self.style.SUCCESS(f"Demo data loaded: {summary}."))
+        else:
+            self.stdout.write(self.style.SUCCESS("Demo data: nothing new, already loaded."))
 
     def _user(self, username, first, last, password, created):
         User = get_user_model()
