@@ -255,6 +255,12 @@ class Batch(SponsorOwned):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     actual_yield = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    evidence_complete_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the evidence set for release was first complete."
+    )
+    cmo_released_at = models.DateTimeField(
+        null=True, blank=True, help_text="CMO QA release; the sponsor's may still be required."
+    )
 
     class Meta:
         ordering = ["-planned_at", "-id"]
@@ -269,6 +275,13 @@ class Batch(SponsorOwned):
     def save(self, *args, **kwargs):
         self.sponsor_id = self.product.sponsor_id
         super().save(*args, **kwargs)
+
+    @property
+    def evidence_handoff(self):
+        """Time from completion to a complete evidence set (the agreement's hand-off target)."""
+        if self.completed_at is None or self.evidence_complete_at is None:
+            return None
+        return self.evidence_complete_at - self.completed_at
 
     @property
     def yield_percent(self) -> Decimal | None:

@@ -101,6 +101,12 @@ def _lot_state(lot: Lot) -> str:
     return lot.get_status_display().lower()
 
 
+def _note_evidence(batch: Batch) -> None:
+    from .disposition import note_evidence
+
+    note_evidence(batch)
+
+
 def _positive(quantity, what: str) -> Decimal:
     quantity = Decimal(quantity)
     if quantity <= 0:
@@ -206,7 +212,7 @@ def lab_result_record(
         )
     in_spec = (low is None or value >= low) and (high is None or value <= high)
     with transaction.atomic(), audit_context(actor=analyst):
-        return LabResult.objects.create(
+        result = LabResult.objects.create(
             lot=lot,
             test=test,
             method=method,
@@ -218,6 +224,11 @@ def lab_result_record(
             tested_at=tested_at or timezone.now(),
             analyst=analyst,
         )
+        if not in_spec:
+            from deviations.services import deviation_open_for_oos
+
+            deviation_open_for_oos(lab_result=result, by=analyst)
+        return result
 
 
 # --- master batch records -----------------------------------------------------------------
@@ -416,6 +427,7 @@ def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> Execut
             )
         locked.verified_by, locked.verified_at = verified_by, at or timezone.now()
         locked.save(update_fields=["verified_by", "verified_at"])
+        _note_evidence(locked.batch)
     executed.refresh_from_db()
     return executed
 
@@ -520,6 +532,7 @@ def batch_complete(
             created_at=at,
         )
     batch.refresh_from_db()
+    _note_evidence(batch)
     return lot
 
 
@@ -657,6 +670,7 @@ def packaging_clear_line(
         locked.line_cleared_at = at or timezone.now()
         locked.save(update_fields=["line_cleared_at"])
         signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.REVIEWED)
+        _note_evidence(locked.batch)
     packaging.refresh_from_db()
     return signature
 
@@ -692,6 +706,7 @@ def packaging_reconcile(
         locked.labels_destroyed, locked.labels_returned = destroyed, returned
         locked.reconciled_at = at or timezone.now()
         locked.save()
+        _note_evidence(locked.batch)
     packaging.refresh_from_db()
     return packaging
 

@@ -175,6 +175,12 @@ def batch_detail(request, number: str):
         batch = selectors.batch_detail(user=request.user, number=number)
     except Batch.DoesNotExist as missing:
         raise Http404(f"No batch {number} in your scope.") from missing
+    return render(request, "batches/batch_detail.html", batch_record_context(batch))
+
+
+def batch_record_context(batch: Batch) -> dict:
+    """Template context for `batches/_batch_record.html` and the record trail, from a batch
+    read through `selectors.batch_detail`."""
     executed = {e.step_id: e for e in batch.executed_steps.all()}
     steps = [(step, executed.get(step.pk)) for step in batch.mbr.steps.all()]
     consumptions = list(batch.consumptions.all())
@@ -185,7 +191,7 @@ def batch_detail(request, number: str):
     related = [*consumptions, *executed.values(), *uses, *output_lots, *lab_results]
     if packaging is not None:
         related.append(packaging)
-    context = {
+    return {
         "batch": batch,
         "steps": steps,
         "consumptions": consumptions,
@@ -196,7 +202,6 @@ def batch_detail(request, number: str):
         "labels_balanced": _labels_balanced(packaging),
         **record_trail(batch, *related),
     }
-    return render(request, "batches/batch_detail.html", context)
 
 
 def _labels_balanced(packaging: PackagingRecord | None) -> bool:

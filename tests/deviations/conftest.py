@@ -1,0 +1,1 @@
+from tests.batches.conftest import plant  # noqa: F401  (the same small plant)
