@@ -1,6 +1,9 @@
+import uuid
+
 import pytest
 from django.core.cache import cache
 
+from qms.celery import app as celery_app
 from sponsors.models import Role
 from tests.factories import PASSWORD, ProductFactory, SponsorFactory, make_user
 
@@ -68,3 +71,22 @@ def _fast_password_hasher(settings):
 @pytest.fixture(autouse=True)
 def _audit_checkpoints_in_tmp(settings, tmp_path):
     settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+
+
+@pytest.fixture
+def celery_queue(transactional_db):
+    """A queue of its own on the configured Redis broker, so parallel test processes and a
+    running `make run` never take each other's tasks."""
+    import celery.contrib.testing.tasks  # noqa: F401 (registers celery.ping for the ping check)
+
+    queue = f"qms-test-{uuid.uuid4().hex[:12]}"
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    try:
+        yield queue
+    finally:
+        celery_app.conf.task_default_queue = previous
+        with celery_app.connection_for_write() as conn:
+            bound = celery_app.amqp.queues[queue].bind(conn.default_channel)
+            bound.declare()
+            bound.delete()

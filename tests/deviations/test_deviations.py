@@ -2,12 +2,9 @@
 OOS investigations opened by lab results, severity changes, closure and sponsor approval, the
 sponsor's acknowledgement, and exactly-once notices on a real Celery worker."""
 
-import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core import mail
 from django.utils import timezone
 
@@ -23,6 +20,7 @@ from qms.tasks import send_due_notifications
 from sponsors.models import Role
 from sponsors.services import quality_agreement_create_draft, quality_agreement_make_effective
 from tests.factories import PASSWORD, make_user
+from tests.workers import running_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -587,32 +585,6 @@ def test_unsent_notice_past_due_escalates_to_cmo_qa_approvers_once(
     assert not Notification.objects.filter(recipient=other_qa).exists()
     assert escalated.get().subject == f"Sponsor notice of {deviation} is overdue"
     assert [m.to for m in mail.outbox if m.subject == escalated.get().subject] == [[plant.qa.email]]
-
-
-@pytest.fixture
-def celery_queue(transactional_db):
-    """A queue of its own on the configured Redis broker (as in tests/qms/test_notifications)."""
-    import celery.contrib.testing.tasks  # noqa: F401 (registers celery.ping for the ping check)
-
-    queue = f"qms-test-{uuid.uuid4().hex[:12]}"
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    try:
-        yield queue
-    finally:
-        celery_app.conf.task_default_queue = previous
-        with celery_app.connection_for_write() as conn:
-            bound = celery_app.amqp.queues[queue].bind(conn.default_channel)
-            bound.declare()
-            bound.delete()
-
-
-@contextmanager
-def running_worker(queue):
-    with start_worker(
-        celery_app, queues=[queue], perform_ping_check=True, shutdown_timeout=30
-    ) as worker:
-        yield worker
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,14 +2,12 @@
 beat sweep (also when sweeps race, on a real worker and across a worker restart), e-mailed at
 most once, read only by their recipient."""
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from threading import Barrier
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
@@ -35,6 +33,7 @@ from qms.tasks import send_due_notifications, write_audit_checkpoint
 from sponsors import services
 from sponsors.models import Role
 from tests.factories import ProductFactory, UserFactory, make_user
+from tests.workers import running_worker
 
 CMO_ROLES = (Role.CMO_STAFF, Role.CMO_QA_APPROVER)
 
@@ -436,33 +435,6 @@ def transaction_without_email():
 
 
 # --- a real worker on the real Redis ------------------------------------------------------
-
-
-@pytest.fixture
-def celery_queue(transactional_db):
-    """A queue of its own on the configured Redis broker, so parallel test processes and a
-    running `make run` never take each other's tasks."""
-    import celery.contrib.testing.tasks  # noqa: F401 (registers celery.ping for the ping check)
-
-    queue = f"qms-test-{uuid.uuid4().hex[:12]}"
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    try:
-        yield queue
-    finally:
-        celery_app.conf.task_default_queue = previous
-        with celery_app.connection_for_write() as conn:
-            bound = celery_app.amqp.queues[queue].bind(conn.default_channel)
-            bound.declare()
-            bound.delete()
-
-
-@contextmanager
-def running_worker(queue):
-    with start_worker(
-        celery_app, queues=[queue], perform_ping_check=True, shutdown_timeout=30
-    ) as worker:
-        yield worker
 
 
 @pytest.fixture
