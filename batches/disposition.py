@@ -61,6 +61,18 @@ def _evidence_gaps(steps, executed_steps, packaging) -> list[str]:
     return missing
 
 
+def _deviation_blocker(deviation) -> str | None:
+    """A linked deviation lets the batch as made be released only once closed with the
+    disposition "use as is"; "reject" and "rework" are decisions against releasing it."""
+    if deviation.status != deviation.Status.CLOSED:
+        return f"deviation {deviation.number} ({deviation.get_severity_display().lower()}) is open"
+    if not deviation.disposition:
+        return f"deviation {deviation.number} is closed without a disposition for the batch"
+    if deviation.disposition != deviation.Disposition.USE_AS_IS:
+        return f"deviation {deviation.number} was closed with disposition {deviation.disposition}"
+    return None
+
+
 def release_check(batch: Batch) -> ReleaseCheck:
     """Every reason the batch cannot be released now, in words a reviewer acts on."""
     return release_checks([batch])[batch.pk]
@@ -112,12 +124,9 @@ def release_checks(batches) -> dict[int, ReleaseCheck]:
         if batch.status not in (Batch.Status.COMPLETED, Batch.Status.UNDER_REVIEW):
             check.blockers.append(f"the batch is {batch.get_status_display().lower()}")
         deviations = sorted(linked[batch.pk].values(), key=lambda d: d.number)
-        for deviation in deviations:
-            if deviation.status != Deviation.Status.CLOSED:
-                check.blockers.append(
-                    f"deviation {deviation.number} "
-                    f"({deviation.get_severity_display().lower()}) is open"
-                )
+        check.blockers.extend(
+            blocker for deviation in deviations if (blocker := _deviation_blocker(deviation))
+        )
         for result in oos_by_batch[batch.pk]:
             if not result.is_investigated:
                 check.blockers.append(

@@ -3,6 +3,7 @@ batch release/reject by e-signature, and the caller's in-app notifications. Spon
 
 from datetime import timedelta
 
+import django_filters.rest_framework as django_filters
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
@@ -26,7 +27,8 @@ from qms.notifications import notifications_for
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import Severity
 
-from .models import Deviation
+from .capa import capa_list
+from .models import Capa, CapaAction, Deviation
 from .selectors import deviation_list
 from .services import deviation_acknowledge, deviation_record, deviation_sponsor_decide
 
@@ -401,3 +403,137 @@ class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return notifications_for(self.request.user)
+
+
+CAPA_NUMBER = OpenApiParameter(
+    "number", str, OpenApiParameter.PATH, description="CAPA number.", pattern=r"^[^/]+$"
+)
+
+
+class CapaActionSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    completed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = CapaAction
+        fields = [
+            "sequence",
+            "description",
+            "owner",
+            "due_date",
+            "completed_at",
+            "completed_by",
+            "completion_note",
+        ]
+
+
+class CapaSerializer(serializers.ModelSerializer):
+    sponsor = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    deviation = serializers.SlugRelatedField(slug_field="number", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    days_open = serializers.IntegerField(read_only=True)
+    open_actions = serializers.IntegerField(read_only=True)
+    overdue_actions = serializers.IntegerField(read_only=True)
+    is_overdue = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Capa
+        fields = [
+            "number",
+            "sponsor",
+            "title",
+            "source_kind",
+            "deviation",
+            "source_reference",
+            "status",
+            "owner",
+            "opened_at",
+            "closed_at",
+            "days_open",
+            "open_actions",
+            "overdue_actions",
+            "is_overdue",
+        ]
+
+
+class CapaDetailSerializer(CapaSerializer):
+    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    effectiveness_checked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actions = CapaActionSerializer(many=True, read_only=True)
+    deadlines = DeadlineSerializer(source="visible_deadlines", many=True, read_only=True)
+    signatures = SignatureSerializer(source="record_signatures", many=True, read_only=True)
+
+    class Meta(CapaSerializer.Meta):
+        fields = [
+            *CapaSerializer.Meta.fields,
+            "description",
+            "opened_by",
+            "effectiveness_due",
+            "effectiveness_criteria",
+            "effectiveness_result",
+            "is_effective",
+            "effectiveness_checked_by",
+            "effectiveness_checked_at",
+            "actions",
+            "deadlines",
+            "signatures",
+        ]
+
+
+class CapaApiFilter(django_filters.FilterSet):
+    sponsor = django_filters.CharFilter(field_name="sponsor__code", label="Sponsor code")
+    status = django_filters.ChoiceFilter(choices=Capa.Status.choices)
+    source_kind = django_filters.ChoiceFilter(choices=Capa.SourceKind.choices)
+    overdue = django_filters.BooleanFilter(
+        field_name="is_overdue", label="An action or the effectiveness check is overdue"
+    )
+
+    class Meta:
+        model = Capa
+        fields = ["sponsor", "status", "source_kind", "overdue"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="CAPAs in your scope with aging; filter by sponsor, status, source, overdue"
+    ),
+    retrieve=extend_schema(
+        summary="One CAPA with its actions, effectiveness check, deadlines and signatures",
+        parameters=[CAPA_NUMBER],
+    ),
+)
+class CapaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_field = "number"
+    lookup_value_regex = r"[^/]+"
+    filterset_class = CapaApiFilter
+
+    def get_queryset(self):
+        capas = capa_list(user=self.request.user)
+        if self.action == "list":
+            return capas
+        return capas.select_related("opened_by", "effectiveness_checked_by").prefetch_related(
+            Prefetch(
+                "actions",
+                queryset=CapaAction.objects.select_related("owner", "completed_by").order_by(
+                    "sequence"
+                ),
+            )
+        )
+
+    def get_serializer_class(self):
+        return CapaSerializer if self.action == "list" else CapaDetailSerializer
+
+    def get_object(self):
+        capa = super().get_object()
+        content_type = ContentType.objects.get_for_model(Capa)
+        capa.visible_deadlines = list(
+            Deadline.objects.for_user(self.request.user)
+            .filter(content_type=content_type, object_id=str(capa.pk))
+            .order_by("due_at", "id")
+        )
+        capa.record_signatures = list(
+            Signature.objects.filter(content_type=content_type, object_id=str(capa.pk)).order_by(
+                "signed_at", "id"
+            )
+        )
+        return capa

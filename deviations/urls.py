@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import capa_views, views
 
 app_name = "deviations"
 
@@ -13,4 +13,24 @@ urlpatterns = [
     path("deviations/<str:number>/close/", views.deviation_close, name="close"),
     path("release/", views.release_queue, name="release-queue"),
     path("release/<str:number>/", views.release_batch, name="release-batch"),
+    path("capas/", capa_views.capa_list, name="capa-list"),
+    path("capas/new/", capa_views.capa_create, name="capa-create"),
+    path("capas/<str:number>/", capa_views.capa_detail, name="capa-detail"),
+    path("capas/<str:number>/actions/", capa_views.capa_action_add, name="capa-action-add"),
+    path(
+        "capas/<str:number>/actions/<int:sequence>/complete/",
+        capa_views.capa_action_complete,
+        name="capa-action-complete",
+    ),
+    path(
+        "capas/<str:number>/effectiveness-check/",
+        capa_views.capa_effectiveness_start,
+        name="capa-effectiveness-start",
+    ),
+    path(
+        "capas/<str:number>/effectiveness/",
+        capa_views.capa_effectiveness,
+        name="capa-effectiveness",
+    ),
+    path("capas/<str:number>/close/", capa_views.capa_close, name="capa-close"),
 ]

@@ -9,7 +9,12 @@ from batches.api import (
     MaterialViewSet,
     ShipmentViewSet,
 )
-from deviations.api import BatchDispositionView, DeviationViewSet, NotificationViewSet
+from deviations.api import (
+    BatchDispositionView,
+    CapaViewSet,
+    DeviationViewSet,
+    NotificationViewSet,
+)
 from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
 
 from .api import AuditEventViewSet, TokenView
@@ -26,6 +31,7 @@ router.register("master-batch-records", MasterBatchRecordViewSet, basename="mast
 router.register("equipment", EquipmentViewSet, basename="equipment")
 router.register("shipments", ShipmentViewSet, basename="shipment")
 router.register("deviations", DeviationViewSet, basename="deviation")
+router.register("capas", CapaViewSet, basename="capa")
 router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [

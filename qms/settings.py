@@ -229,6 +229,7 @@ SPECTACULAR_SETTINGS = {
         "DeviationStatusEnum": "deviations.models.Deviation.Status",
         "DeviationCategoryEnum": "deviations.models.Deviation.Category",
         "DeadlineStatusEnum": "qms.models.Deadline.Status",
+        "CapaStatusEnum": "deviations.models.Capa.Status",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

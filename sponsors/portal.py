@@ -29,6 +29,7 @@ def home(request):
         "products": selectors.product_list(user=request.user, sponsor=sponsor),
         "agreements": selectors.agreement_list(user=request.user, sponsor=sponsor),
         "in_force": selectors.agreement_in_force(sponsor=sponsor),
+        "open_deviations": selectors.sponsor_open_deviations(user=request.user, sponsor=sponsor),
     }
     return render(request, "portal/home.html", context)
 

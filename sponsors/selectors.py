@@ -2,13 +2,13 @@
 
 from datetime import datetime
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from qms.models import Deadline
 
-from .models import AccessGrant, Product, QualityAgreement, Sponsor, UserProfile
+from .models import AccessGrant, Product, QualityAgreement, Severity, Sponsor, UserProfile
 
 _ORG_ATTR = "_qms_organisation"
 
@@ -54,14 +54,25 @@ def _count(queryset) -> Subquery:
 
 
 def sponsor_dashboard(*, user) -> list[Sponsor]:
-    """Each sponsor the user works on, annotated with the counts of its open items and the
-    version of the agreement in force; one query however many sponsors and rows."""
+    """Each sponsor the user works on, annotated with the counts of its open items (open
+    deviations by severity, its own and impact records alike; notices still unsent past their
+    deadline; batches awaiting release; open CAPAs) and the version of the agreement in force;
+    one query however many sponsors and rows."""
     from batches.models import Batch, Lot
+    from deviations.models import Capa, CapaAction, Deviation
 
     now = timezone.now()
     own = {"sponsor": OuterRef("pk")}
     in_force = QualityAgreement.objects.filter(**own).in_force(now).values("version")[:1]
     pending = Deadline.objects.filter(**own, status=Deadline.Status.PENDING)
+    open_deviations = Deviation.objects.filter(**own).exclude(status=Deviation.Status.CLOSED)
+    awaiting_release = Batch.objects.filter(
+        **own, status__in=[Batch.Status.COMPLETED, Batch.Status.UNDER_REVIEW]
+    )
+    open_capas = Capa.objects.filter(**own).exclude(status=Capa.Status.CLOSED)
+    overdue_action = CapaAction.objects.filter(
+        capa=OuterRef("pk"), completed_at__isnull=True, due_date__lt=timezone.localdate(now)
+    )
     return list(
         sponsor_list(user=user).annotate(
             active_products=_count(Product.objects.filter(**own, is_active=True)),
@@ -71,18 +82,37 @@ def sponsor_dashboard(*, user) -> list[Sponsor]:
             agreement_version=Subquery(in_force),
             open_deadlines=_count(pending),
             overdue_deadlines=_count(pending.filter(due_at__lt=now)),
+            overdue_notices=_count(
+                pending.filter(
+                    kind__startswith="deviation_notice", escalates__isnull=True, due_at__lt=now
+                )
+            ),
+            open_minor_deviations=_count(open_deviations.filter(severity=Severity.MINOR)),
+            open_major_deviations=_count(open_deviations.filter(severity=Severity.MAJOR)),
+            open_critical_deviations=_count(open_deviations.filter(severity=Severity.CRITICAL)),
+            open_capas=_count(open_capas),
+            capas_with_overdue_actions=_count(open_capas.filter(Exists(overdue_action))),
             batches_in_progress=_count(
                 Batch.objects.filter(
                     **own, status__in=[Batch.Status.PLANNED, Batch.Status.IN_PROGRESS]
                 )
             ),
-            batches_awaiting_review=_count(
-                Batch.objects.filter(
-                    **own, status__in=[Batch.Status.COMPLETED, Batch.Status.UNDER_REVIEW]
-                )
-            ),
+            batches_awaiting_release=_count(awaiting_release),
+            batches_awaiting_sponsor=_count(awaiting_release.filter(cmo_released_at__isnull=False)),
             lots_in_quarantine=_count(Lot.objects.filter(**own, status=Lot.Status.QUARANTINE)),
         )
+    )
+
+
+def sponsor_open_deviations(*, user, sponsor: Sponsor) -> int:
+    """How many of the sponsor's own deviation records (impact records included) are open."""
+    from deviations.models import Deviation
+
+    return (
+        Deviation.objects.for_user(user)
+        .filter(sponsor=sponsor)
+        .exclude(status=Deviation.Status.CLOSED)
+        .count()
     )
 
 

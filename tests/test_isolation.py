@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from batches import services as batch_services
 from batches.models import Customer, Equipment, Material
+from deviations import capa as capa_services
 from deviations import services as deviation_services
 from qms.models import AuditEvent, Deadline, Notification
 from sponsors.models import QualityAgreement, Role
@@ -196,6 +197,20 @@ def _build_manufacturing(world: World) -> dict:
             deviation=deviation, by=qa, impact_assessment="None.", root_cause="Timer."
         )
         deviation_services.deviation_close(deviation=deviation, user=qa, password=PASSWORD)
+        capa = capa_services.capa_open(
+            title=f"{tag} blender timer",
+            description="Timer drifts.",
+            source_kind="deviation",
+            deviation=deviation,
+            by=qa,
+        )
+        capa_services.capa_action_add(
+            capa=capa,
+            description=f"{tag} replace timer",
+            owner=qa,
+            due_date=timezone.localdate() + timedelta(days=7),
+            by=qa,
+        )
         out[side] = {
             "material": material,
             "mbr": mbr,
@@ -203,6 +218,7 @@ def _build_manufacturing(world: World) -> dict:
             "lot": lot,
             "shipment": shipment,
             "deviation": deviation,
+            "capa": capa,
         }
     return out
 
@@ -233,6 +249,10 @@ def _own_notification(world, side, actor):
 
 def _deviation(world, side, actor):
     return [world.mfg[side]["deviation"].number]
+
+
+def _capa(world, side, actor):
+    return [world.mfg[side]["capa"].number]
 
 
 ROUTES: dict[str, Route] = {
@@ -312,6 +332,18 @@ ROUTES: dict[str, Route] = {
     "deviations:close": Route("cmo", args=_deviation, method="post", ok=400),
     "deviations:release-queue": Route("cmo", scoped=False),
     "deviations:release-batch": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["batch"].number]),
+    "deviations:capa-list": Route("cmo", scoped=False),
+    "deviations:capa-create": Route("cmo", scoped=False),
+    "deviations:capa-detail": Route("cmo", args=_capa),
+    "deviations:capa-action-add": Route("cmo", args=_capa, method="post", ok=400),
+    "deviations:capa-action-complete": Route(
+        "cmo", args=lambda w, s, a: [*_capa(w, s, a), 1], method="post", ok=400
+    ),
+    "deviations:capa-effectiveness-start": Route("cmo", args=_capa, method="post", ok=400),
+    "deviations:capa-effectiveness": Route("cmo", args=_capa, method="post", ok=400),
+    "deviations:capa-close": Route("cmo", args=_capa, method="post", ok=400),
+    "api:capa-list": Route("api", scoped=False),
+    "api:capa-detail": Route("api", args=_capa),
     "portal_deviations:list": Route("portal", scoped=False),
     "portal_deviations:detail": Route("portal", args=_deviation),
     "portal_deviations:acknowledge": Route("portal", args=_deviation, method="post", ok=302),

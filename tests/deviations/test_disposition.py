@@ -95,7 +95,11 @@ def deviation(plant, batch, severity="major", link="batch"):
 
 def closed(plant, record):
     ds.deviation_investigate(
-        deviation=record, by=plant.qa, impact_assessment="None.", root_cause="Timer fault."
+        deviation=record,
+        by=plant.qa,
+        impact_assessment="None.",
+        root_cause="Timer fault.",
+        disposition="use_as_is",
     )
     ds.deviation_close(deviation=record, user=plant.qa, password=PASSWORD)
     assert record.status == Deviation.Status.CLOSED
