@@ -284,6 +284,13 @@ class Batch(SponsorOwned):
         return self.evidence_complete_at - self.completed_at
 
     @property
+    def evidence_handoff_hours(self) -> Decimal | None:
+        handoff = self.evidence_handoff
+        if handoff is None:
+            return None
+        return Decimal(handoff.total_seconds() / 3600).quantize(Decimal("0.1"))
+
+    @property
     def yield_percent(self) -> Decimal | None:
         if self.actual_yield is None or not self.mbr.theoretical_yield:
             return None

@@ -94,3 +94,21 @@ def test_investigation_summary_deadline_counts_on_the_site_calendar(plant):
     # then: Thursday (public), Friday (site) and the weekend are skipped
     summary = deadlines_of(deviation).get(kind="investigation_summary")
     assert summary.due_at == datetime(2025, 12, 3, 10, 30, tzinfo=UTC)
+
+
+def test_site_holiday_added_in_the_admin_moves_the_due_date(superuser):
+    from django.test import Client
+    from django.urls import reverse
+
+    friday = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
+    assert add_business_days(friday, 1) == datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+    client = Client()
+    client.force_login(superuser)
+
+    response = client.post(
+        reverse("admin:deviations_siteholiday_add"),
+        {"day": "2026-03-09", "name": "Plant shutdown", "is_working_day": ""},
+    )
+
+    assert response.status_code == 302
+    assert add_business_days(friday, 1) == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
