@@ -4,7 +4,6 @@ batch release/reject by e-signature, and the caller's in-app notifications. Spon
 from datetime import timedelta
 
 import django_filters.rest_framework as django_filters
-from django.contrib.contenttypes.models import ContentType
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -24,12 +23,13 @@ from batches.models import Batch, Equipment, Lot
 from qms.api import ERROR_RESPONSES, ErrorSerializer
 from qms.models import Deadline, Notification, Signature
 from qms.notifications import notifications_for
+from qms.signatures import signatures_of
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import Severity
 
 from .capa import capa_list
 from .models import Capa, CapaAction, Deviation
-from .selectors import deviation_list
+from .selectors import deadlines_of, deviation_list
 from .services import deviation_acknowledge, deviation_record, deviation_sponsor_decide
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused by a business rule (named)")
@@ -278,14 +278,7 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     def _annotate(self, deviation: Deviation) -> Deviation:
         user = self.request.user
-        deviation.visible_deadlines = list(
-            Deadline.objects.for_user(user)
-            .filter(
-                content_type=ContentType.objects.get_for_model(Deviation),
-                object_id=str(deviation.pk),
-            )
-            .order_by("due_at", "id")
-        )
+        deviation.visible_deadlines = list(deadlines_of(deviation).for_user(user))
         deviation.visible_impacts = (
             list(
                 deviation.impacts.filter(sponsor_id__in=sponsor_ids_for(user, "view"))
@@ -295,12 +288,7 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             if deviation.is_site_record and is_cmo_user(user)
             else []
         )
-        deviation.record_signatures = list(
-            Signature.objects.filter(
-                content_type=ContentType.objects.get_for_model(Deviation),
-                object_id=str(deviation.pk),
-            ).order_by("signed_at", "id")
-        )
+        deviation.record_signatures = list(signatures_of(deviation))
         return deviation
 
     @extend_schema(
@@ -525,15 +513,6 @@ class CapaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_object(self):
         capa = super().get_object()
-        content_type = ContentType.objects.get_for_model(Capa)
-        capa.visible_deadlines = list(
-            Deadline.objects.for_user(self.request.user)
-            .filter(content_type=content_type, object_id=str(capa.pk))
-            .order_by("due_at", "id")
-        )
-        capa.record_signatures = list(
-            Signature.objects.filter(content_type=content_type, object_id=str(capa.pk)).order_by(
-                "signed_at", "id"
-            )
-        )
+        capa.visible_deadlines = list(deadlines_of(capa).for_user(self.request.user))
+        capa.record_signatures = list(signatures_of(capa))
         return capa

@@ -4,8 +4,7 @@ scoped, aging-annotated reads of CAPAs."""
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import (
     BooleanField,
     Count,
@@ -26,6 +25,7 @@ from qms.audit import audit_context
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_schedule
+from qms.numbering import next_number
 from qms.signatures import signature_apply, signer_verify
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import Role, Sponsor
@@ -75,17 +75,7 @@ def _require(user, sponsor_id: int | None, action: str, what: str) -> None:
 
 
 def _next_number(year: int) -> str:
-    """CAPA-YYYY-NNNN, gapless per year: numbering is serialized by a transaction lock."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('capa-number'), %s)", [year])
-    prefix = f"CAPA-{year}-"
-    last = (
-        Capa.objects.filter(number__startswith=prefix)
-        .order_by("-number")
-        .values_list("number", flat=True)
-        .first()
-    )
-    return f"{prefix}{int(last[len(prefix) :]) + 1 if last else 1:04d}"
+    return next_number(Capa.objects.all(), f"CAPA-{year}-")
 
 
 def _locked(capa: Capa) -> Capa:
@@ -419,9 +409,3 @@ def capa_list(*, user, action: str = "view", now: datetime | None = None):
             )
         )
     )
-
-
-def capa_deadlines_of(capa: Capa):
-    return Deadline.objects.filter(
-        content_type=ContentType.objects.get_for_model(Capa), object_id=str(capa.pk)
-    ).order_by("due_at", "id")

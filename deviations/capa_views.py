@@ -22,7 +22,7 @@ from sponsors.selectors import sponsor_list
 
 from . import capa as services
 from .models import Capa, CapaAction, Deviation
-from .selectors import deviation_list
+from .selectors import deadlines_of, deviation_list
 from .views import PAGE_SIZE, password_field
 
 DATE = forms.DateInput(attrs={"type": "date"})
@@ -196,7 +196,7 @@ def capa_context(request, capa: Capa, **given) -> dict:
         .order_by("sequence")
     )
     today = timezone.localdate()
-    deadlines = list(services.capa_deadlines_of(capa))
+    deadlines = list(deadlines_of(capa))
     notices = list(
         Notification.objects.for_user(user)
         .filter(deadline__in=deadlines)

@@ -12,9 +12,10 @@ def deviation_list(*, user):
     return Deviation.objects.for_user(user).select_related("sponsor", "agreement", "source")
 
 
-def deadlines_of(deviation: Deviation):
+def deadlines_of(record):
+    """The deadlines about a record (a deviation, a CAPA), earliest due first."""
     return Deadline.objects.filter(
-        content_type=ContentType.objects.get_for_model(Deviation), object_id=str(deviation.pk)
+        content_type=ContentType.objects.get_for_model(record), object_id=str(record.pk)
     ).order_by("due_at", "id")
 
 

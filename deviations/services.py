@@ -5,7 +5,7 @@ e-signature and the sponsor's approval where the agreement reserves it."""
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from batches.models import Consumption, Equipment, EquipmentUse, LabResult, Lot
@@ -13,6 +13,7 @@ from qms.audit import audit_context
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_cancel, deadline_schedule
+from qms.numbering import next_number
 from qms.signatures import signature_apply, signer_verify
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import QualityAgreement, Role, Severity, Sponsor
@@ -69,17 +70,8 @@ def _require(user, sponsor_id: int | None, action: str, what: str) -> None:
 
 
 def _next_number(year: int) -> str:
-    """DEV-YYYY-NNNN, gapless per year: numbering is serialized by a transaction lock."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('deviation-number'), %s)", [year])
-    prefix = f"DEV-{year}-"
-    last = (
-        Deviation.objects.filter(number__startswith=prefix, source__isnull=True)
-        .order_by("-number")
-        .values_list("number", flat=True)
-        .first()
-    )
-    return f"{prefix}{int(last[len(prefix) :]) + 1 if last else 1:04d}"
+    """DEV-YYYY-NNNN; impact records carry their site deviation's number with a suffix."""
+    return next_number(Deviation.objects.filter(source__isnull=True), f"DEV-{year}-")
 
 
 # --- who is affected ----------------------------------------------------------------------

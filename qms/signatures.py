@@ -148,9 +148,13 @@ def signature_check(signature: Signature, record=None) -> SignatureCheck:
     return SignatureCheck(True)
 
 
-def signatures_for(record) -> list[tuple[Signature, SignatureCheck]]:
-    """The signatures on `record`, oldest first, each with its check."""
-    rows = Signature.objects.filter(
+def signatures_of(record):
+    """The signatures on `record`, oldest first."""
+    return Signature.objects.filter(
         content_type=ContentType.objects.get_for_model(record), object_id=str(record.pk)
     ).select_related("content_type")
-    return [(sig, signature_check(sig, record)) for sig in rows]
+
+
+def signatures_for(record) -> list[tuple[Signature, SignatureCheck]]:
+    """The signatures on `record`, oldest first, each with its check."""
+    return [(sig, signature_check(sig, record)) for sig in signatures_of(record)]

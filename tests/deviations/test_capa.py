@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from deviations import capa as cs
 from deviations import services as ds
 from deviations.models import Capa
+from deviations.selectors import deadlines_of
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import signatures_for
@@ -384,7 +385,7 @@ def test_capa_notice_deadline_from_the_agreement(plant):
         deviation=deviation,
         by=plant.qa,
     )
-    [deadline] = cs.capa_deadlines_of(capa)
+    [deadline] = deadlines_of(capa)
     assert (deadline.kind, deadline.sponsor, deadline.due_at) == (
         "capa_notice",
         plant.sponsor_a,
@@ -397,9 +398,9 @@ def test_capa_notice_deadline_from_the_agreement(plant):
 def test_no_capa_notice_when_the_agreement_asks_none(plant):
     _agreement(plant, plant.sponsor_a, capa_notice_hours=None)
     capa = _capa(plant)
-    assert not cs.capa_deadlines_of(capa).exists()
+    assert not deadlines_of(capa).exists()
     site = cs.capa_open(title="Site", description="D", source_kind="other", by=plant.qa)
-    assert site.sponsor is None and not cs.capa_deadlines_of(site).exists()
+    assert site.sponsor is None and not deadlines_of(site).exists()
 
 
 # --- pages --------------------------------------------------------------------------------
