@@ -287,10 +287,27 @@ def mbr_approve(*, mbr: MasterBatchRecord, user, password: str, request=None) ->
 
 
 def mbr_make_effective(
-    *, mbr: MasterBatchRecord, by, effective_from: datetime | None = None
+    *, mbr: MasterBatchRecord, by, effective_from: datetime | None = None, change=None
 ) -> MasterBatchRecord:
-    """Put an approved MBR in force; the version it follows is superseded."""
+    """Put an approved MBR in force; the version it follows is superseded. A version carried by
+    an open change request becomes effective only through that change (`change`)."""
     _require(by, mbr.sponsor_id, "approve", f"make {mbr} effective")
+    if change is not None and change.mbr_id != mbr.pk:
+        raise RuleViolation(
+            BatchError.MBR_STATUS, f"{mbr} is not carried by change {change.number}."
+        )
+    if change is None:
+        carrier = (
+            mbr.change_requests.exclude(status__in=["effective", "closed", "rejected", "cancelled"])
+            .order_by("number")
+            .first()
+        )
+        if carrier is not None:
+            raise RuleViolation(
+                "mbr_carried_by_change",
+                f"{mbr} is carried by change {carrier.number}; it becomes effective when that "
+                "change does.",
+            )
     effective_from = effective_from or timezone.now()
     with transaction.atomic(), audit_context(actor=by, reason=f"{mbr} made effective"):
         locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
@@ -357,7 +374,10 @@ def _require_in_progress(batch: Batch, action: str) -> None:
 
 
 def batch_start(*, batch: Batch, by, started_at: datetime | None = None) -> Batch:
-    """Start a batch under the MBR version in force at that moment."""
+    """Start a batch under the MBR version in force at that moment, and record the version in
+    force then of every document its steps name (`documents.BatchDocument`)."""
+    from documents.services import batch_documents_record
+
     _require(by, batch.sponsor_id, "change", f"start batch {batch}")
     started_at = started_at or timezone.now()
     with transaction.atomic(), audit_context(actor=by):
@@ -372,6 +392,7 @@ def batch_start(*, batch: Batch, by, started_at: datetime | None = None) -> Batc
             )
         locked.mbr, locked.started_at = mbr, started_at
         locked.save(update_fields=["status", "mbr", "started_at"])
+        batch_documents_record(batch=locked, at=started_at)
     batch.refresh_from_db()
     return batch
 
@@ -379,7 +400,12 @@ def batch_start(*, batch: Batch, by, started_at: datetime | None = None) -> Batc
 def batch_record_step(
     *, batch: Batch, step: MbrStep, performed_by, value=None, note: str = "", at=None
 ) -> ExecutedStep:
+    """Record a step as performed. A step that names an SOP needs the performer trained on the
+    SOP version in force at the step's time."""
+    from documents.services import training_gate
+
     _require(performed_by, batch.sponsor_id, "change", f"record steps of batch {batch}")
+    at = at or timezone.now()
     with transaction.atomic(), audit_context(actor=performed_by):
         locked = _locked_batch(batch)
         _require_in_progress(locked, f"record step {step.sequence}")
@@ -393,6 +419,13 @@ def batch_record_step(
                 BatchError.STEP_INVALID,
                 f"Step {step.sequence} of batch {locked} is already recorded.",
             )
+        if step.sop_reference:
+            training_gate(
+                user=performed_by,
+                sop_reference=step.sop_reference,
+                at=at,
+                what=f"sign step {step.sequence} of batch {locked}",
+            )
         value = None if value in (None, "") else Decimal(value)
         return ExecutedStep.objects.create(
             batch=locked,
@@ -401,13 +434,17 @@ def batch_record_step(
             note=note,
             is_in_limits=step.in_limits(value),
             performed_by=performed_by,
-            performed_at=at or timezone.now(),
+            performed_at=at,
         )
 
 
 def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> ExecutedStep:
-    """The second-person check of a step (21 CFR 211.188(b)(11))."""
+    """The second-person check of a step (21 CFR 211.188(b)(11)). A step that names an SOP
+    needs the verifier trained on the SOP version in force at the verification's time."""
+    from documents.services import training_gate
+
     _require(verified_by, executed.sponsor_id, "change", f"verify steps of batch {executed.batch}")
+    at = at or timezone.now()
     with transaction.atomic(), audit_context(actor=verified_by):
         locked = (
             ExecutedStep.objects.select_for_update()
@@ -425,7 +462,14 @@ def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> Execut
                 BatchError.STEP_INVALID,
                 f"Step {locked.step.sequence} of batch {locked.batch} is already verified.",
             )
-        locked.verified_by, locked.verified_at = verified_by, at or timezone.now()
+        if locked.step.sop_reference:
+            training_gate(
+                user=verified_by,
+                sop_reference=locked.step.sop_reference,
+                at=at,
+                what=f"verify step {locked.step.sequence} of batch {locked.batch}",
+            )
+        locked.verified_by, locked.verified_at = verified_by, at
         locked.save(update_fields=["verified_by", "verified_at"])
         _note_evidence(locked.batch)
     executed.refresh_from_db()

@@ -9,12 +9,14 @@ from batches.api import (
     MaterialViewSet,
     ShipmentViewSet,
 )
+from changecontrol import api as changecontrol_api
 from deviations.api import (
     BatchDispositionView,
     CapaViewSet,
     DeviationViewSet,
     NotificationViewSet,
 )
+from documents import api as documents_api
 from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
 
 from .api import AuditEventViewSet, TokenView
@@ -33,6 +35,8 @@ router.register("shipments", ShipmentViewSet, basename="shipment")
 router.register("deviations", DeviationViewSet, basename="deviation")
 router.register("capas", CapaViewSet, basename="capa")
 router.register("notifications", NotificationViewSet, basename="notification")
+documents_api.register(router)
+changecontrol_api.register(router)
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),
@@ -42,5 +46,7 @@ urlpatterns = [
         BatchDispositionView.as_view(),
         name="batch-disposition",
     ),
+    *documents_api.urlpatterns,
+    *changecontrol_api.urlpatterns,
     path("", include(router.urls)),
 ]

@@ -69,6 +69,7 @@ class Signature(models.Model):
         RELEASED = "released", "Released"
         REJECTED = "rejected", "Rejected"
         CLOSED = "closed", "Closed"
+        TRAINED = "trained", "Trained (read and understood)"
 
     content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
     object_id = models.CharField(max_length=64)

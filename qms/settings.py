@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "suppliers",
     "batches",
     "deviations",
+    "documents",
+    "changecontrol",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +122,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "qms.tasks.write_audit_checkpoint",
         "schedule": 3600.0,
     },
+    "documents-make-due-effective": {
+        "task": "documents.tasks.documents_make_due_effective",
+        "schedule": 60.0,
+    },
 }
 
 AUTHENTICATION_BACKENDS = [
@@ -176,6 +182,12 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
+# Controlled-document uploads: the size limit and the accepted types (by extension; the content
+# is checked against the extension too).
+DOCUMENT_MAX_UPLOAD_BYTES = int(os.environ.get("DOCUMENT_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+DOCUMENT_UPLOAD_EXTENSIONS = env_list(
+    "DOCUMENT_UPLOAD_EXTENSIONS", ".pdf,.docx,.xlsx,.png,.jpg,.txt,.csv"
+)
 AUDIT_CHECKPOINT_DIR = Path(
     os.environ.get("AUDIT_CHECKPOINT_DIR", BASE_DIR / "var" / "audit-checkpoints")
 )
@@ -230,6 +242,12 @@ SPECTACULAR_SETTINGS = {
         "DeviationCategoryEnum": "deviations.models.Deviation.Category",
         "DeadlineStatusEnum": "qms.models.Deadline.Status",
         "CapaStatusEnum": "deviations.models.Capa.Status",
+        "DocumentVersionStatusEnum": "documents.models.DocumentVersion.Status",
+        "ChangeRequestStatusEnum": "changecontrol.models.ChangeRequest.Status",
+        "SponsorObligationStatusEnum": "changecontrol.models.SponsorObligation.Status",
+        "ChangeCategoryEnum": "sponsors.models.ChangeCategory",
+        "ObligationEnum": "sponsors.models.Obligation",
+        "RiskLevelEnum": "changecontrol.models.RiskLevel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

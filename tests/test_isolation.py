@@ -22,6 +22,8 @@ from qms.models import AuditEvent, Deadline, Notification
 from sponsors.models import QualityAgreement, Role
 from sponsors.services import access_grant_create
 from suppliers.models import Supplier
+from tests.changecontrol import matrix as changecontrol_matrix
+from tests.documents import matrix as documents_matrix
 from tests.factories import (
     PASSWORD,
     ProductFactory,
@@ -55,6 +57,8 @@ class World:
     events: dict
     users: dict = field(default_factory=dict)
     mfg: dict = field(default_factory=dict)
+    documents: dict = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
 
 
 def _build_world() -> World:
@@ -122,6 +126,8 @@ def _build_world() -> World:
         events[side] = AuditEvent.objects.filter(sponsor=sponsor).order_by("seq").first()
     world = World(sponsors, products, agreements, drafts, notifications, events, users)
     world.mfg = _build_manufacturing(world)
+    world.documents = documents_matrix.build(world)
+    world.changes = changecontrol_matrix.build(world)
     return world
 
 
@@ -387,6 +393,10 @@ ROUTES: dict[str, Route] = {
     "schema": Route("open", scoped=False),
     "api-docs": Route("open", scoped=False),
 }
+
+
+ROUTES.update(documents_matrix.ROUTES)
+ROUTES.update(changecontrol_matrix.ROUTES)
 
 
 def _mfg(world, side):

@@ -10,6 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches import demo
+from changecontrol import demo as change_demo
+from documents import demo as document_demo
 from qms.audit import audit_context
 from qms.notifications import deadline_schedule
 from sponsors import services
@@ -190,7 +192,7 @@ class Command(BaseCommand):
                 sponsor = Sponsor.objects.get(code=spec["code"])
                 self._agreements(spec, sponsor, users["qa-approver"], password, created)
                 self._deadline(sponsor, admin)
-        manufacturing = demo.load()
+        manufacturing = document_demo.load() + demo.load() + change_demo.load()
         if created or manufacturing:
             summary = (
                 f"{len(created)} sponsor records and {len(manufacturing)} manufacturing records"
