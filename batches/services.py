@@ -47,6 +47,7 @@ class BatchError(StrEnum):
     LOT_NOT_SHIPPABLE = "lot_not_shippable"
     MBR_STATUS = "mbr_status_invalid"
     MBR_MISSING = "mbr_not_effective"
+    MBR_CARRIED = "mbr_carried_by_change"
     BATCH_STATUS = "batch_status_invalid"
     STEP_INVALID = "step_invalid"
     SECOND_PERSON = "second_person_required"
@@ -304,7 +305,7 @@ def mbr_make_effective(
         )
         if carrier is not None:
             raise RuleViolation(
-                "mbr_carried_by_change",
+                BatchError.MBR_CARRIED,
                 f"{mbr} is carried by change {carrier.number}; it becomes effective when that "
                 "change does.",
             )
