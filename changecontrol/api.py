@@ -2,7 +2,6 @@
 people see only their own slice), each change's obligations, making a change effective (409 with
 the unmet obligations) and the sponsor approver's e-signed decision."""
 
-from django.contrib.contenttypes.models import ContentType
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -20,7 +19,7 @@ from rest_framework.response import Response
 from batches.models import Equipment, MasterBatchRecord
 from deviations.api import SignatureSerializer
 from qms.api import ERROR_RESPONSES, ErrorSerializer
-from qms.models import Signature
+from qms.signatures import signatures_by_record
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import ChangeCategory, Product
 from sponsors.selectors import user_sponsor
@@ -270,13 +269,7 @@ class DecisionResultSerializer(serializers.Serializer):
 def _with_signatures(obligations) -> list[SponsorObligation]:
     """Attach each obligation's signatures (`record_signatures`) in one query."""
     obligations = list(obligations)
-    content_type = ContentType.objects.get_for_model(SponsorObligation)
-    found: dict[str, list[Signature]] = {str(o.pk): [] for o in obligations}
-    if found:
-        for signature in Signature.objects.filter(
-            content_type=content_type, object_id__in=list(found)
-        ).order_by("signed_at", "id"):
-            found[signature.object_id].append(signature)
+    found = signatures_by_record(SponsorObligation, obligations)
     for obligation in obligations:
         obligation.record_signatures = found[str(obligation.pk)]
     return obligations

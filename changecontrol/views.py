@@ -8,7 +8,6 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404
@@ -20,9 +19,8 @@ from django.views.decorators.http import require_POST
 from batches.models import Equipment, MasterBatchRecord
 from qms.access import cmo_required
 from qms.errors import RuleViolation
-from qms.models import Signature
 from qms.records import audit_events_for
-from qms.signatures import signature_check
+from qms.signatures import signature_check, signatures_by_record
 from qms.tenancy import sponsor_ids_for
 from sponsors.models import ChangeCategory, Product, Sponsor
 from sponsors.selectors import sponsor_list
@@ -300,14 +298,13 @@ def _may(user, sponsor_ids, action: str) -> bool:
 def _obligation_signatures(obligations) -> dict[int, list]:
     if not obligations:
         return {}
-    content_type = ContentType.objects.get_for_model(SponsorObligation)
     by_pk = {str(o.pk): o for o in obligations}
-    found: dict[int, list] = {o.pk: [] for o in obligations}
-    for signature in Signature.objects.filter(
-        content_type=content_type, object_id__in=list(by_pk)
-    ).order_by("signed_at", "id"):
-        record = by_pk[signature.object_id]
-        found[record.pk].append((signature, signature_check(signature, record)))
+    found: dict[int, list] = {}
+    for key, signatures in signatures_by_record(SponsorObligation, obligations).items():
+        record = by_pk[key]
+        found[record.pk] = [
+            (signature, signature_check(signature, record)) for signature in signatures
+        ]
     return found
 
 

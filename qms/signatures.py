@@ -158,3 +158,16 @@ def signatures_of(record):
 def signatures_for(record) -> list[tuple[Signature, SignatureCheck]]:
     """The signatures on `record`, oldest first, each with its check."""
     return [(sig, signature_check(sig, record)) for sig in signatures_of(record)]
+
+
+def signatures_by_record(model, records) -> dict[str, list[Signature]]:
+    """The signatures on each of `records` (rows of `model`), oldest first, in one query: a list
+    per record's primary key as text."""
+    content_type = ContentType.objects.get_for_model(model)
+    found: dict[str, list[Signature]] = {str(record.pk): [] for record in records}
+    if found:
+        for signature in Signature.objects.filter(
+            content_type=content_type, object_id__in=list(found)
+        ).order_by("signed_at", "id"):
+            found[signature.object_id].append(signature)
+    return found
