@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from qms.api import ERROR_RESPONSES
+from qms.api_query import query_parameters_check
 from qms.tenancy import sponsor_ids_for
 
 from .epcis import EpcisError, epcis_export, epcis_import
@@ -44,7 +45,8 @@ def _export(request, lot_number: str) -> Response:
 
 
 class MayImport(BasePermission):
-    """Importing writes lots, batches and shipments: it needs `change` on some sponsor."""
+    """Importing records receipts, consumptions, batch completions and shipments through the
+    services: it needs `change` on some sponsor."""
 
     message = "Importing EPCIS documents needs the change permission on a sponsor."
 
@@ -66,6 +68,7 @@ class EpcisView(APIView):
         responses={200: DOCUMENT, **ERROR_RESPONSES},
     )
     def get(self, request):
+        query_parameters_check(request, {"lot"})
         lot_number = request.query_params.get("lot", "").strip()
         if not lot_number:
             raise exceptions.ValidationError({"lot": ["Name the lot: ?lot=<lot number>."]})
@@ -101,4 +104,5 @@ class EpcisLotView(APIView):
 
     @extend_schema(operation_id="epcis_export", responses={200: DOCUMENT, **ERROR_RESPONSES})
     def get(self, request, lot_number: str):
+        query_parameters_check(request, ())
         return _export(request, lot_number)

@@ -1,29 +1,45 @@
 """Demo manufacturing record for `manage.py seed_demo`: shared raw lots and Tank 4, five products
 with effective MBRs, four months of executed batches, evidence, releases and shipments, all made
-through the services. Idempotent: a second `load()` creates and changes nothing."""
+through the services at the times they claim (the clock is moved to each moment, so signatures
+and every other time a service takes are those of the history). Produced lots are released only
+through their batch's disposition, by CMO QA and, where the sponsor's agreement requires it, by
+the sponsor's approver. Idempotent: a second `load()` creates and changes nothing."""
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import time_machine
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from qms.audit import audit_context
+from qms.notifications import deadlines_send_due
+from qms.tenancy import forget_scope
 from sponsors.models import Product
 from suppliers.models import Supplier
 
 from . import services
+from .disposition import batch_disposition
 from .models import Batch, Customer, Equipment, Lot, MasterBatchRecord, Material
 
 DEMO_PASSWORD_DEFAULT = "demo-password"
 GS1_COMPANY_PREFIX = "0614141"
 BATCHES_PER_PRODUCT = 4
-RELEASE_AFTER_DAYS = 12
-SHIP_AFTER_DAYS = 10
+SITE_SETUP_DAYS_AGO = 140
+RAW_RECEIVED_DAYS_AGO = 135
+MBR_EFFECTIVE_DAYS_AGO = 125
+# days after a batch's completion
+TESTED_AFTER_DAYS = 2
+RELEASE_AFTER_DAYS = 7
+SPONSOR_RELEASE_AFTER_DAYS = 9
+SHIP_AFTER_DAYS = 11
+NOTICE_SWEEP_AFTER = timedelta(minutes=5)
 
 SUPPLIERS = [
     ("SUP-RHF", "Rhine Fine Chemicals GmbH", "DE"),
@@ -237,6 +253,24 @@ def _gtin(index: int) -> str:
     return body + gs1_check_digit(body)
 
 
+@contextmanager
+def moment(at: datetime, users=()) -> Iterator[None]:
+    """Run the services inside as at `at`: every time they take from the clock (a signature's
+    signed time, a default creation time, a deadline) is `at`. The users' memoised sponsor
+    scope is dropped on the way in and out, so their access grants are checked at `at`. The
+    audit trail keeps the database server's clock: it records when the data was entered."""
+    if at > timezone.now():
+        raise RuntimeError(f"The demo cannot act in the future ({at:%Y-%m-%d %H:%M} UTC).")
+    with time_machine.travel(at, tick=False):
+        for user in users:
+            forget_scope(user)
+        try:
+            yield
+        finally:
+            for user in users:
+                forget_scope(user)
+
+
 def _raw_lot_number(code: str) -> str:
     return f"RL-{code.split('-', 1)[1]}-001"
 
@@ -265,6 +299,12 @@ class _Loader:
             raise RuntimeError(
                 "The demo users do not exist: run `manage.py seed_demo` first."
             ) from missing
+        self.sponsor_approvers = {
+            user.username.removesuffix("-approver"): user
+            for user in User.objects.filter(
+                username__in=[f"{plan.sponsor}-approver" for plan in PLANS]
+            )
+        }
         self.password = os.environ.get("DEMO_PASSWORD") or DEMO_PASSWORD_DEFAULT
 
     def note(self, name: str) -> None:
@@ -273,9 +313,25 @@ class _Loader:
     def day(self, days_ago: int, hour: int = 6) -> datetime:
         return (self.now - timedelta(days=days_ago)).replace(hour=hour, minute=0)
 
+    def at(self, when: datetime):
+        """The services inside act at `when`, with every demo user's grants checked then."""
+        users = (self.operator, self.qa, self.approver, *self.sponsor_approvers.values())
+        return moment(when, users)
+
+    def is_due(self, when: datetime) -> bool:
+        """Has the demo's history reached `when`? What lies in the future is not done yet."""
+        return when <= self.now
+
+    def sponsor_approver(self, code: str):
+        if code not in self.sponsor_approvers:
+            raise RuntimeError(
+                f"The demo user {code}-approver does not exist: run `manage.py seed_demo` first."
+            )
+        return self.sponsor_approvers[code]
+
     def run(self) -> list[str]:
         with transaction.atomic(), audit_context(reason="demo data"):
-            with audit_context(actor=self.qa):
+            with self.at(self.day(SITE_SETUP_DAYS_AGO)), audit_context(actor=self.qa):
                 suppliers = self.suppliers()
                 materials = self.site_materials()
                 self.finished_materials()
@@ -364,73 +420,93 @@ class _Loader:
         return found
 
     def raw_lots(self, materials, suppliers) -> dict[str, Lot]:
+        """Every site lot received on one day, tested, and released by its own disposition
+        before the first batch consumes it."""
         needed: dict[str, Decimal] = {}
         for plan in PLANS:
             for code, quantity in plan.bom:
                 needed[code] = needed.get(code, Decimal(0)) + Decimal(quantity)
         lots = {}
-        received_at = self.day(135, hour=9)
+        received_at = self.day(RAW_RECEIVED_DAYS_AGO, hour=9)
+        tested_at = received_at + timedelta(days=2)
+        released_at = received_at + timedelta(days=3)
         for index, (code, _name, kind, _unit, supplier) in enumerate(SITE_MATERIALS, start=1):
             number = _raw_lot_number(code)
             lot = Lot.objects.filter(lot_number=number).first()
             if lot is None:
                 quantity = math.ceil(needed[code] * BATCHES_PER_PRODUCT * Decimal("1.25"))
-                lot = services.lot_receive(
-                    material=materials[code],
-                    lot_number=number,
-                    quantity=quantity,
-                    supplier=suppliers[supplier],
-                    by=self.operator,
-                    supplier_lot_number=f"{supplier[4:]}{2600 + index * 7}",
-                    receipt_reference=f"GRN-{index:04d}",
-                    received_at=received_at,
-                    expires_on=(received_at + timedelta(days=3 * 365)).date(),
-                )
-                if kind == Material.Kind.RAW:
-                    services.lab_result_record(
-                        lot=lot,
-                        test="Assay",
-                        method="Per supplier CoA, confirmed by HPLC",
-                        low_limit="98",
-                        high_limit="102",
-                        unit="%",
-                        value=_between("98", "102", 0.4 + index / 40),
-                        analyst=self.qa,
-                        tested_at=received_at + timedelta(days=2),
+                with self.at(received_at):
+                    lot = services.lot_receive(
+                        material=materials[code],
+                        lot_number=number,
+                        quantity=quantity,
+                        supplier=suppliers[supplier],
+                        by=self.operator,
+                        supplier_lot_number=f"{supplier[4:]}{2600 + index * 7}",
+                        receipt_reference=f"GRN-{index:04d}",
+                        received_at=received_at,
+                        expires_on=(received_at + timedelta(days=3 * 365)).date(),
                     )
-                services.lot_disposition(
-                    lot=lot, user=self.approver, password=self.password, release=True
-                )
+                if kind == Material.Kind.RAW:
+                    with self.at(tested_at):
+                        services.lab_result_record(
+                            lot=lot,
+                            test="Assay",
+                            method="Per supplier CoA, confirmed by HPLC",
+                            low_limit="98",
+                            high_limit="102",
+                            unit="%",
+                            value=_between("98", "102", 0.4 + index / 40),
+                            analyst=self.qa,
+                            tested_at=tested_at,
+                        )
+                with self.at(released_at):
+                    services.lot_disposition(
+                        lot=lot, user=self.approver, password=self.password, release=True
+                    )
+                lot.refresh_from_db()
                 self.note(f"lot {number}")
             lots[code] = lot
         return lots
 
     def mbr(self, plan: Plan, materials) -> None:
+        """Written by QA, reviewed by production, approved by the QA approver, in force before
+        the first batch is planned."""
         product = Product.objects.get(code=plan.product)
         if MasterBatchRecord.objects.filter(product=product).exists():
             return
-        mbr = services.mbr_create_draft(
-            product=product,
-            title=f"{product.name}: manufacture and packaging",
-            batch_size=plan.batch_size,
-            batch_unit="ea",
-            theoretical_yield=plan.batch_size,
-            bom=[(materials[code], quantity, materials[code].unit) for code, quantity in plan.bom],
-            steps=[
-                {
-                    "title": title,
-                    "parameter": parameter,
-                    "unit": unit,
-                    "low_limit": low,
-                    "high_limit": high,
-                    "sop_reference": f"SOP-{plan.prefix}-{number:03d}",
-                }
-                for number, (title, parameter, unit, low, high) in enumerate(plan.steps, start=1)
-            ],
-            by=self.qa,
-        )
-        services.mbr_approve(mbr=mbr, user=self.approver, password=self.password)
-        services.mbr_make_effective(mbr=mbr, by=self.approver, effective_from=self.day(125))
+        with self.at(self.day(MBR_EFFECTIVE_DAYS_AGO + 5)):
+            mbr = services.mbr_create_draft(
+                product=product,
+                title=f"{product.name}: manufacture and packaging",
+                batch_size=plan.batch_size,
+                batch_unit="ea",
+                theoretical_yield=plan.batch_size,
+                bom=[
+                    (materials[code], quantity, materials[code].unit) for code, quantity in plan.bom
+                ],
+                steps=[
+                    {
+                        "title": title,
+                        "parameter": parameter,
+                        "unit": unit,
+                        "low_limit": low,
+                        "high_limit": high,
+                        "sop_reference": f"SOP-{plan.prefix}-{number:03d}",
+                    }
+                    for number, (title, parameter, unit, low, high) in enumerate(
+                        plan.steps, start=1
+                    )
+                ],
+                by=self.qa,
+            )
+        with self.at(self.day(MBR_EFFECTIVE_DAYS_AGO + 3)):
+            services.mbr_review(mbr=mbr, user=self.operator, password=self.password)
+        with self.at(self.day(MBR_EFFECTIVE_DAYS_AGO + 2)):
+            services.mbr_approve(mbr=mbr, user=self.approver, password=self.password)
+        effective_from = self.day(MBR_EFFECTIVE_DAYS_AGO)
+        with self.at(effective_from):
+            services.mbr_make_effective(mbr=mbr, by=self.approver, effective_from=effective_from)
         self.note(f"{mbr}")
 
     def schedule(self):
@@ -449,126 +525,215 @@ class _Loader:
             return
         product = Product.objects.get(code=plan.product)
         operator, qa = self.operator, self.qa
-        batch = services.batch_plan(
-            product=product, number=number, by=operator, planned_at=start - timedelta(days=2)
-        )
-        services.batch_start(batch=batch, by=operator, started_at=start)
-        for code in plan.equipment:
-            services.equipment_use_start(
-                batch=batch,
-                equipment=equipment[code],
-                by=operator,
-                at=start + timedelta(minutes=20),
+        planned_at = start - timedelta(days=2)
+        with self.at(planned_at):
+            batch = services.batch_plan(
+                product=product, number=number, by=operator, planned_at=planned_at
             )
-        for code, quantity in plan.bom:
-            services.batch_consume(
-                batch=batch,
-                lot=lots[code],
-                quantity=quantity,
-                by=operator,
-                at=start + timedelta(minutes=30),
-            )
+        with self.at(start):
+            services.batch_start(batch=batch, by=operator, started_at=start)
+        in_use_at = start + timedelta(minutes=20)
+        with self.at(in_use_at):
+            for code in plan.equipment:
+                services.equipment_use_start(
+                    batch=batch, equipment=equipment[code], by=operator, at=in_use_at
+                )
+        consumed_at = start + timedelta(minutes=30)
+        with self.at(consumed_at):
+            for code, quantity in plan.bom:
+                services.batch_consume(
+                    batch=batch, lot=lots[code], quantity=quantity, by=operator, at=consumed_at
+                )
         for step in batch.mbr.steps.all():
-            at = start + timedelta(hours=step.sequence)
-            executed = services.batch_record_step(
-                batch=batch,
-                step=step,
-                performed_by=operator,
-                value=_between(step.low_limit, step.high_limit, 0.35 + 0.1 * index),
-                at=at,
-            )
-            services.batch_verify_step(
-                executed=executed, verified_by=qa, at=at + timedelta(minutes=15)
-            )
+            performed_at = start + timedelta(hours=step.sequence)
+            with self.at(performed_at):
+                executed = services.batch_record_step(
+                    batch=batch,
+                    step=step,
+                    performed_by=operator,
+                    value=_between(step.low_limit, step.high_limit, 0.35 + 0.1 * index),
+                    at=performed_at,
+                )
+            verified_at = performed_at + timedelta(minutes=15)
+            with self.at(verified_at):
+                services.batch_verify_step(
+                    executed=executed, verified_by=qa, password=self.password, at=verified_at
+                )
         self.packaging(plan, batch, index, start)
         completed_at = start + timedelta(hours=8)
         factor = (
             Decimal("0.975") + Decimal("0.004") * index - Decimal("0.002") * plan.offset_days / 5
         )
-        output = services.batch_complete(
-            batch=batch,
-            output_lot_number=f"{plan.prefix}-L{index + 1:03d}",
-            quantity=(Decimal(plan.batch_size) * factor).quantize(Decimal("1")),
-            by=operator,
-            at=completed_at,
-            expires_on=(completed_at + timedelta(days=730)).date(),
-        )
-        services.batch_submit_for_review(batch=batch, by=operator)
+        with self.at(completed_at):
+            output = services.batch_complete(
+                batch=batch,
+                output_lot_number=f"{plan.prefix}-L{index + 1:03d}",
+                quantity=(Decimal(plan.batch_size) * factor).quantize(Decimal("1")),
+                by=operator,
+                at=completed_at,
+                expires_on=(completed_at + timedelta(days=730)).date(),
+            )
+        with self.at(completed_at + timedelta(minutes=15)):
+            services.batch_submit_for_review(batch=batch, by=operator)
+        cleaned_at = completed_at + timedelta(hours=1)
+        cleaning_verified_at = completed_at + timedelta(hours=2)
         for code in plan.equipment:
-            cleaning = services.cleaning_record(
-                equipment=equipment[code],
-                method=CLEANING_METHODS[code],
-                performed_by=operator,
-                at=completed_at + timedelta(hours=1),
-            )
-            services.cleaning_verify(
-                cleaning=cleaning, verified_by=qa, at=completed_at + timedelta(hours=2)
-            )
+            with self.at(cleaned_at):
+                cleaning = services.cleaning_record(
+                    equipment=equipment[code],
+                    method=CLEANING_METHODS[code],
+                    performed_by=operator,
+                    at=cleaned_at,
+                )
+            with self.at(cleaning_verified_at):
+                services.cleaning_verify(
+                    cleaning=cleaning,
+                    verified_by=qa,
+                    password=self.password,
+                    at=cleaning_verified_at,
+                )
         self.note(f"batch {number}")
         self.note(f"lot {output.lot_number}")
-        self.evidence_and_release(plan, index, output, completed_at, customers)
+        self.evidence_and_release(plan, index, batch, output, completed_at, customers)
 
     def packaging(self, plan: Plan, batch: Batch, index: int, start: datetime) -> None:
-        packaging = services.packaging_start(
-            batch=batch, label_version=plan.label, by=self.operator
-        )
-        services.packaging_clear_line(
-            packaging=packaging,
-            user=self.approver,
-            password=self.password,
-            at=start + timedelta(hours=6),
-        )
+        with self.at(start + timedelta(hours=5)):
+            packaging = services.packaging_start(
+                batch=batch, label_version=plan.label, by=self.operator
+            )
+        cleared_at = start + timedelta(hours=6)
+        with self.at(cleared_at):
+            services.packaging_clear_line(
+                packaging=packaging, user=self.approver, password=self.password, at=cleared_at
+            )
         issued = 1200 + 100 * index
         destroyed, returned = 20 + index, 30 - index
-        services.packaging_reconcile(
-            packaging=packaging,
-            issued=issued,
-            used=issued - destroyed - returned,
-            destroyed=destroyed,
-            returned=returned,
-            by=self.operator,
-            at=start + timedelta(hours=7, minutes=30),
-        )
+        reconciled_at = start + timedelta(hours=7, minutes=30)
+        with self.at(reconciled_at):
+            services.packaging_reconcile(
+                packaging=packaging,
+                issued=issued,
+                used=issued - destroyed - returned,
+                destroyed=destroyed,
+                returned=returned,
+                by=self.operator,
+                at=reconciled_at,
+            )
 
-    def evidence_and_release(self, plan, index, output, completed_at, customers) -> None:
+    def evidence_and_release(self, plan, index, batch, output, completed_at, customers) -> None:
+        """Lab results two days after completion; then the batch's disposition: CMO QA releases
+        and, where the sponsor's agreement requires it, the sponsor's approver; shipments follow
+        the release. Whatever falls after today is left for later (the release queue)."""
         is_oos = plan.oos_batch == index
-        for position, (test, method, low, high, unit) in enumerate(plan.tests):
-            value = _between(low, high, 0.4 + 0.1 * index)
-            if is_oos and position == len(plan.tests) - 1:
-                value = Decimal(high) * Decimal("1.6")
-            services.lab_result_record(
-                lot=output,
-                test=test,
-                method=method,
-                low_limit=low,
-                high_limit=high,
-                unit=unit,
-                value=value,
-                analyst=self.qa,
-                tested_at=completed_at + timedelta(days=2),
-            )
+        tested_at = completed_at + timedelta(days=TESTED_AFTER_DAYS)
+        if not self.is_due(tested_at):
+            return
+        with self.at(tested_at):
+            for position, (test, method, low, high, unit) in enumerate(plan.tests):
+                value = _between(low, high, 0.4 + 0.1 * index)
+                if is_oos and position == len(plan.tests) - 1:
+                    value = Decimal(high) * Decimal("1.6")
+                services.lab_result_record(
+                    lot=output,
+                    test=test,
+                    method=method,
+                    low_limit=low,
+                    high_limit=high,
+                    unit=unit,
+                    value=value,
+                    analyst=self.qa,
+                    tested_at=tested_at,
+                )
         if is_oos:
-            services.lot_disposition(
-                lot=output, user=self.approver, password=self.password, release=False
-            )
+            self.reject(plan, batch, output, completed_at)
             return
-        if completed_at > self.now - timedelta(days=RELEASE_AFTER_DAYS):
+        released_at = completed_at + timedelta(days=RELEASE_AFTER_DAYS)
+        if not self.is_due(released_at):
             return
-        services.lot_disposition(
-            lot=output, user=self.approver, password=self.password, release=True
-        )
+        with self.at(released_at):
+            batch_disposition(batch=batch, user=self.approver, password=self.password, release=True)
+        batch.refresh_from_db()
+        if batch.status != Batch.Status.RELEASED:
+            sponsor_released_at = completed_at + timedelta(days=SPONSOR_RELEASE_AFTER_DAYS)
+            if not self.is_due(sponsor_released_at):
+                return
+            with self.at(sponsor_released_at):
+                batch_disposition(
+                    batch=batch,
+                    user=self.sponsor_approver(plan.sponsor),
+                    password=self.password,
+                    release=True,
+                )
+            batch.refresh_from_db()
+        output.refresh_from_db()
         shares = (Decimal("0.6"), Decimal("0.35"))
         order = plan.customers if index % 2 == 0 else list(reversed(plan.customers))
         for number, (code, share) in enumerate(zip(order, shares, strict=True), start=1):
-            services.shipment_create(
-                lot=output,
-                customer=customers[code],
-                quantity=(output.quantity * share).quantize(Decimal("1")),
-                by=self.operator,
-                reference=f"SHP-{output.lot_number}-{number}",
-                at=completed_at + timedelta(days=SHIP_AFTER_DAYS, hours=number),
-            )
+            shipped_at = completed_at + timedelta(days=SHIP_AFTER_DAYS, hours=number)
+            if not self.is_due(shipped_at):
+                return
+            with self.at(shipped_at):
+                services.shipment_create(
+                    lot=output,
+                    customer=customers[code],
+                    quantity=(output.quantity * share).quantize(Decimal("1")),
+                    by=self.operator,
+                    reference=f"SHP-{output.lot_number}-{number}",
+                    at=shipped_at,
+                )
             self.note(f"shipment SHP-{output.lot_number}-{number}")
+
+    def reject(self, plan, batch, output, completed_at) -> None:
+        """The sponsor is notified of the OOS result by the deadline sweep minutes after it is
+        found; the investigation confirms it and decides to reject; it is closed (with the
+        sponsor's approval where its agreement reserves the closure), then CMO QA rejects the
+        batch and its lot."""
+        from deviations import services as deviation_services
+        from deviations.models import Deviation
+
+        tested_at = completed_at + timedelta(days=TESTED_AFTER_DAYS)
+        investigated_at = completed_at + timedelta(days=TESTED_AFTER_DAYS + 1)
+        closed_at = completed_at + timedelta(days=RELEASE_AFTER_DAYS - 1)
+        decided_at = completed_at + timedelta(days=RELEASE_AFTER_DAYS)
+        rejected_at = completed_at + timedelta(days=RELEASE_AFTER_DAYS + 1)
+        if not self.is_due(rejected_at):
+            return
+        investigation = Deviation.objects.get(
+            lab_result__lot=output, category=Deviation.Category.OOS
+        )
+        with self.at(tested_at + NOTICE_SWEEP_AFTER):
+            deadlines_send_due()
+        with self.at(investigated_at):
+            deviation_services.deviation_investigate(
+                deviation=investigation,
+                by=self.qa,
+                impact_assessment=f"Lot {output} only; no other lot was made from the same bulk.",
+                root_cause=(
+                    "Laboratory error excluded (system suitability and a re-preparation "
+                    "confirmed the result): the bulk was out of specification."
+                ),
+                disposition=Deviation.Disposition.REJECT,
+            )
+        with self.at(closed_at):
+            deviation_services.deviation_close(
+                deviation=investigation, user=self.approver, password=self.password
+            )
+        investigation.refresh_from_db()
+        if investigation.status == Deviation.Status.PENDING_SPONSOR_APPROVAL:
+            with self.at(decided_at):
+                deviation_services.deviation_sponsor_decide(
+                    deviation=investigation,
+                    user=self.sponsor_approver(plan.sponsor),
+                    password=self.password,
+                    approve=True,
+                    comment="Confirmed OOS; rejection agreed.",
+                )
+        with self.at(rejected_at):
+            batch_disposition(
+                batch=batch, user=self.approver, password=self.password, release=False
+            )
+        batch.refresh_from_db()
+        output.refresh_from_db()
 
 
 def load(stdout=None) -> list[str]:

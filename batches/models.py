@@ -110,10 +110,13 @@ class Customer(models.Model):
 
 @audited
 class MasterBatchRecord(SponsorOwned):
-    """The approved recipe of a product, versioned: draft → approved → effective → superseded."""
+    """The approved recipe of a product, versioned: draft → reviewed → approved → effective →
+    superseded. Review and approval are e-signatures by people other than the author
+    (21 CFR 211.186(a): prepared by one person, independently checked by a second)."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
+        REVIEWED = "reviewed", "Reviewed"
         APPROVED = "approved", "Approved"
         EFFECTIVE = "effective", "Effective"
         SUPERSEDED = "superseded", "Superseded"
@@ -129,6 +132,22 @@ class MasterBatchRecord(SponsorOwned):
     )
     effective_from = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The author; review and approval are signed by others.",
+    )
+    based_on = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The version this draft was copied from.",
+    )
 
     class Meta:
         ordering = ["product__code", "-version"]
@@ -158,11 +177,18 @@ class MasterBatchRecord(SponsorOwned):
                 (line.material_id, str(line.quantity), line.unit)
                 for line in self.bom_lines.order_by("id")
             ],
-            "steps": [
-                (s.sequence, s.title, s.parameter, str(s.low_limit), str(s.high_limit), s.unit)
-                for s in self.steps.order_by("sequence")
-            ],
+            "steps": [_step_content(s) for s in self.steps.order_by("sequence")],
         }
+
+
+def _step_content(step) -> tuple:
+    """What a signature on an MBR covers of a step; the flags are appended only when set, so
+    signatures made before they existed stay valid."""
+    content = (step.sequence, step.title, step.parameter, str(step.low_limit), str(step.high_limit))
+    content += (step.unit,)
+    if step.opens_deviation:
+        content += ("opens_deviation",)
+    return content
 
 
 @audited
@@ -197,6 +223,10 @@ class MbrStep(SponsorOwned):
     high_limit = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     requires_verification = models.BooleanField(default=True)
     sop_reference = models.CharField(max_length=60, blank=True)
+    opens_deviation = models.BooleanField(
+        default=False,
+        help_text="A value outside the limits opens a deviation on the batch at once.",
+    )
 
     class Meta:
         ordering = ["mbr", "sequence"]
@@ -275,6 +305,28 @@ class Batch(SponsorOwned):
     def save(self, *args, **kwargs):
         self.sponsor_id = self.product.sponsor_id
         super().save(*args, **kwargs)
+
+    def signature_content(self) -> dict:
+        """What a disposition signature covers: the batch record as made (the MBR it ran under,
+        its times and yield, every step entry and verifier, the inputs consumed and the output
+        lots), not its status, which the signatures themselves move along (CMO QA's release
+        stays valid when the sponsor's follows)."""
+        return {
+            "number": self.number,
+            "product": self.product_id,
+            "mbr": self.mbr_id,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "actual_yield": str(self.actual_yield),
+            "steps": [
+                (e.step_id, str(e.value), e.is_in_limits, e.performed_by_id, e.verified_by_id)
+                for e in self.executed_steps.order_by("step__sequence", "id")
+            ],
+            "consumptions": [(c.lot_id, str(c.quantity)) for c in self.consumptions.order_by("id")],
+            "output_lots": [
+                (lot.lot_number, str(lot.quantity)) for lot in self.output_lots.order_by("id")
+            ],
+        }
 
     @property
     def evidence_handoff(self):

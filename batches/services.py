@@ -1,17 +1,18 @@
 """Business actions of the manufacturing record. Each is one transaction, attributed in the audit
 trail; each refusal names the rule and the record."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from qms.audit import audit_context
 from qms.errors import RuleViolation
 from qms.models import Signature
-from qms.signatures import signature_apply, signer_verify
+from qms.signatures import signature_apply, signatures_of, signer_verify
 from qms.tenancy import sponsor_ids_for
 from sponsors.models import Product
 from suppliers.models import Supplier
@@ -45,6 +46,9 @@ class BatchError(StrEnum):
     LOT_STATUS = "lot_status_invalid"
     LOT_OOS = "lot_out_of_specification"
     LOT_NOT_SHIPPABLE = "lot_not_shippable"
+    LOT_PRODUCED = "lot_released_through_batch"
+    LOT_OPEN_ISSUE = "lot_open_quality_issue"
+    MBR_NOT_DRAFT = "mbr_not_draft"
     MBR_STATUS = "mbr_status_invalid"
     MBR_MISSING = "mbr_not_effective"
     MBR_CARRIED = "mbr_carried_by_change"
@@ -55,6 +59,9 @@ class BatchError(StrEnum):
     EQUIPMENT_UNAVAILABLE = "equipment_unavailable"
     CLEANING_REQUIRED = "cleaning_required"
     RECONCILIATION = "label_reconciliation_unbalanced"
+    COMMENT_REQUIRED = "comment_required"
+    NOT_IN_BOM = "material_not_in_bill_of_materials"
+    TIME = "time_out_of_order"
 
 
 BATCH_TRANSITIONS = {
@@ -67,7 +74,8 @@ BATCH_TRANSITIONS = {
 }
 
 MBR_TRANSITIONS = {
-    MasterBatchRecord.Status.DRAFT: {MasterBatchRecord.Status.APPROVED},
+    MasterBatchRecord.Status.DRAFT: {MasterBatchRecord.Status.REVIEWED},
+    MasterBatchRecord.Status.REVIEWED: {MasterBatchRecord.Status.APPROVED},
     MasterBatchRecord.Status.APPROVED: {MasterBatchRecord.Status.EFFECTIVE},
     MasterBatchRecord.Status.EFFECTIVE: {MasterBatchRecord.Status.SUPERSEDED},
     MasterBatchRecord.Status.SUPERSEDED: set(),
@@ -108,6 +116,35 @@ def _note_evidence(batch: Batch) -> None:
     note_evidence(batch)
 
 
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def _moment(
+    at: datetime | None, what: str, *, not_before: datetime | None = None, after=""
+) -> datetime:
+    """The time an act is recorded for: now unless given; never in the future, and never before
+    what it follows (`after` names that)."""
+    now = timezone.now()
+    at = at or now
+    if at > now + FUTURE_TOLERANCE:
+        raise RuleViolation(BatchError.TIME, f"{what}: {at:%Y-%m-%d %H:%M} UTC is in the future.")
+    if not_before is not None and at < not_before:
+        raise RuleViolation(
+            BatchError.TIME,
+            f"{what}: {at:%Y-%m-%d %H:%M} UTC is before {after} ({not_before:%Y-%m-%d %H:%M} UTC).",
+        )
+    return at
+
+
+def released_at(lot: Lot) -> datetime | None:
+    """When `lot` was released: its own release signature (a received lot) or its batch's last
+    (a produced lot, released when the last required signature was made)."""
+    record = lot.produced_by if lot.produced_by_id is not None else lot
+    signatures = signatures_of(record).filter(meaning=Signature.Meaning.RELEASED)
+    latest = signatures.order_by("-signed_at").first()
+    return latest.signed_at if latest is not None else None
+
+
 def _positive(quantity, what: str) -> Decimal:
     quantity = Decimal(quantity)
     if quantity <= 0:
@@ -133,6 +170,7 @@ def lot_receive(
     """Book a delivered lot in, in quarantine."""
     _require(by, None, "change", f"receive lot {lot_number}")
     quantity = _positive(quantity, f"Lot {lot_number}")
+    received_at = _moment(received_at, f"Receipt of lot {lot_number}")
     if material.kind in Material.SPONSOR_KINDS:
         kind = material.get_kind_display().lower()
         article = "an" if kind[0] in "aeiou" else "a"
@@ -157,15 +195,50 @@ def lot_receive(
             supplier=supplier,
             supplier_lot_number=supplier_lot_number,
             receipt_reference=receipt_reference,
-            received_at=received_at or timezone.now(),
+            received_at=received_at,
             expires_on=expires_on,
         )
 
 
+def lot_open_issues(lot: Lot) -> list[str]:
+    """What stands against releasing or shipping `lot` now: a linked deviation (of the lot or
+    of the batch that made it) that is not closed, and an out-of-specification result without a
+    closed investigation; in words a reviewer acts on."""
+    from deviations.models import Deviation
+
+    own = Q(sponsor__isnull=True) | Q(sponsor_id=lot.sponsor_id)
+    linked = Deviation.objects.filter(own, lots=lot)
+    if lot.produced_by_id is not None:
+        linked = linked | Deviation.objects.filter(own, batches=lot.produced_by_id)
+    issues = [
+        f"deviation {deviation.number} ({deviation.get_severity_display().lower()}) is "
+        f"{deviation.get_status_display().lower()}"
+        for deviation in linked.exclude(status=Deviation.Status.CLOSED)
+        .distinct()
+        .order_by("number")
+    ]
+    closed = Deviation.objects.filter(lab_result=OuterRef("pk"), status=Deviation.Status.CLOSED)
+    for result in (
+        lot.lab_results.filter(outcome=LabResult.Outcome.OOS)
+        .annotate(is_investigated=Exists(closed))
+        .order_by("tested_at", "id")
+    ):
+        if not result.is_investigated:
+            issues.append(f"{result.test} is out of specification without a closed investigation")
+    return issues
+
+
 def lot_disposition(*, lot: Lot, user, password: str, release: bool, request=None) -> Signature:
-    """Release or reject a lot in quarantine by e-signature. A lot with an out-of-specification
-    result cannot be released."""
+    """Release or reject a received lot in quarantine by e-signature. A produced lot is released
+    or rejected only through its batch's disposition (one release path); a received lot with an
+    out-of-specification result or an open deviation cannot be released."""
     _require(user, lot.sponsor_id, "approve", f"release or reject lot {lot}")
+    if lot.produced_by_id is not None:
+        raise RuleViolation(
+            BatchError.LOT_PRODUCED,
+            f"Lot {lot} was made by batch {lot.produced_by}: it is released or rejected through "
+            "that batch's disposition.",
+        )
     signer_verify(user=user, password=password, request=request)
     with transaction.atomic(), audit_context(actor=user):
         locked = Lot.objects.select_for_update().get(pk=lot.pk)
@@ -182,6 +255,12 @@ def lot_disposition(*, lot: Lot, user, password: str, release: bool, request=Non
                 raise RuleViolation(
                     BatchError.LOT_OOS,
                     f"Lot {locked} cannot be released: out-of-specification result ({tests}).",
+                )
+            issues = lot_open_issues(locked)
+            if issues:
+                raise RuleViolation(
+                    BatchError.LOT_OPEN_ISSUE,
+                    f"Lot {locked} cannot be released: " + "; ".join(issues) + ".",
                 )
         locked.status = Lot.Status.RELEASED if release else Lot.Status.REJECTED
         locked.save(update_fields=["status"])
@@ -211,7 +290,19 @@ def lab_result_record(
         raise RuleViolation(
             BatchError.INVALID, f"Lot {lot}, {test}: a specification limit is needed."
         )
+    if low is not None and high is not None and low > high:
+        raise RuleViolation(
+            BatchError.INVALID,
+            f"Lot {lot}, {test}: the low limit {low.normalize():f} is above the high limit "
+            f"{high.normalize():f}.",
+        )
     in_spec = (low is None or value >= low) and (high is None or value <= high)
+    tested_at = _moment(
+        tested_at,
+        f"Lot {lot}, {test}",
+        not_before=lot.received_at or lot.created_at,
+        after="the lot was received" if lot.is_received else "the lot was made",
+    )
     with transaction.atomic(), audit_context(actor=analyst):
         result = LabResult.objects.create(
             lot=lot,
@@ -222,7 +313,7 @@ def lab_result_record(
             unit=unit,
             value=value,
             outcome=LabResult.Outcome.PASS if in_spec else LabResult.Outcome.OOS,
-            tested_at=tested_at or timezone.now(),
+            tested_at=tested_at,
             analyst=analyst,
         )
         if not in_spec:
@@ -235,6 +326,68 @@ def lab_result_record(
 # --- master batch records -----------------------------------------------------------------
 
 
+MbrBom = list[tuple[Material, object, str]]
+
+STEP_FIELDS = (
+    "title",
+    "instruction",
+    "parameter",
+    "unit",
+    "low_limit",
+    "high_limit",
+    "requires_verification",
+    "sop_reference",
+    "opens_deviation",
+)
+
+
+def _mbr_content_check(product: Product, bom: MbrBom, steps: list[dict], what: str) -> None:
+    if not steps:
+        raise RuleViolation(BatchError.INVALID, f"{what}: it needs at least one step.")
+    seen = set()
+    for material, quantity, _unit in bom:
+        if material.pk in seen:
+            raise RuleViolation(
+                BatchError.INVALID, f"{what}: {material.code} is listed twice in the bill."
+            )
+        seen.add(material.pk)
+        if material.sponsor_id is not None and material.sponsor_id != product.sponsor_id:
+            raise RuleViolation(
+                BatchError.INVALID,
+                f"{what}: {material.code} belongs to another sponsor's product.",
+            )
+        if Decimal(quantity) <= 0:
+            raise RuleViolation(
+                BatchError.INVALID, f"{what}: the quantity of {material.code} must be positive."
+            )
+    for sequence, step in enumerate(steps, start=1):
+        unknown = set(step) - set(STEP_FIELDS)
+        if unknown:
+            raise RuleViolation(
+                BatchError.INVALID, f"{what}, step {sequence}: unknown fields {sorted(unknown)}."
+            )
+        if not str(step.get("title", "")).strip():
+            raise RuleViolation(BatchError.INVALID, f"{what}, step {sequence}: name the step.")
+        low, high = step.get("low_limit"), step.get("high_limit")
+        if low not in (None, "") and high not in (None, "") and Decimal(low) > Decimal(high):
+            raise RuleViolation(
+                BatchError.INVALID,
+                f"{what}, step {sequence} ({step['title']}): the low limit {low} is above the "
+                f"high limit {high}.",
+            )
+
+
+def _mbr_write_content(mbr: MasterBatchRecord, bom: MbrBom, steps: list[dict]) -> None:
+    for material, quantity, unit in bom:
+        BomLine.objects.create(mbr=mbr, material=material, quantity=Decimal(quantity), unit=unit)
+    for sequence, step in enumerate(steps, start=1):
+        values = {
+            key: (None if key.endswith("_limit") and value in ("", None) else value)
+            for key, value in step.items()
+        }
+        MbrStep.objects.create(mbr=mbr, sequence=sequence, **values)
+
+
 def mbr_create_draft(
     *,
     product: Product,
@@ -242,15 +395,14 @@ def mbr_create_draft(
     batch_size,
     batch_unit: str,
     theoretical_yield,
-    bom: list[tuple[Material, object, str]],
+    bom: MbrBom,
     steps: list[dict],
     by,
+    based_on: MasterBatchRecord | None = None,
 ) -> MasterBatchRecord:
+    """A new draft version of the product's master batch record, numbered after the latest."""
     _require(by, product.sponsor_id, "change", f"write master batch records for {product.code}")
-    if not steps:
-        raise RuleViolation(
-            BatchError.INVALID, f"MBR for {product.code}: it needs at least one step."
-        )
+    _mbr_content_check(product, bom, steps, f"MBR for {product.code}")
     with transaction.atomic(), audit_context(actor=by):
         latest = (
             MasterBatchRecord.objects.select_for_update()
@@ -262,24 +414,133 @@ def mbr_create_draft(
             product=product,
             version=(latest.version + 1) if latest else 1,
             title=title,
-            batch_size=Decimal(batch_size),
+            batch_size=_positive(batch_size, f"MBR for {product.code}, batch size"),
             batch_unit=batch_unit,
-            theoretical_yield=Decimal(theoretical_yield),
+            theoretical_yield=_positive(
+                theoretical_yield, f"MBR for {product.code}, theoretical yield"
+            ),
+            created_by=by,
+            based_on=based_on,
         )
-        for material, quantity, unit in bom:
-            BomLine.objects.create(
-                mbr=mbr, material=material, quantity=Decimal(quantity), unit=unit
-            )
-        for sequence, step in enumerate(steps, start=1):
-            MbrStep.objects.create(mbr=mbr, sequence=sequence, **step)
+        _mbr_write_content(mbr, bom, steps)
     return mbr
 
 
-def mbr_approve(*, mbr: MasterBatchRecord, user, password: str, request=None) -> Signature:
-    _require(user, mbr.sponsor_id, "approve", f"approve {mbr}")
+def mbr_content(mbr: MasterBatchRecord) -> dict:
+    """The editable content of an MBR version, in the shape `mbr_create_draft` takes."""
+    return {
+        "title": mbr.title,
+        "batch_size": mbr.batch_size,
+        "batch_unit": mbr.batch_unit,
+        "theoretical_yield": mbr.theoretical_yield,
+        "bom": [(line.material, line.quantity, line.unit) for line in mbr.bom_lines.all()],
+        "steps": [
+            {key: getattr(step, key) for key in STEP_FIELDS}
+            for step in mbr.steps.order_by("sequence")
+        ],
+    }
+
+
+def mbr_draft_new_version(*, product: Product, by) -> MasterBatchRecord:
+    """Start the next version of a product's MBR as a copy of the version in force (or of the
+    latest version when none is in force yet), to be edited, reviewed and approved. One draft
+    at a time: an open draft or reviewed version is edited instead."""
+    _require(by, product.sponsor_id, "change", f"write master batch records for {product.code}")
+    open_draft = (
+        MasterBatchRecord.objects.filter(
+            product=product,
+            status__in=[MasterBatchRecord.Status.DRAFT, MasterBatchRecord.Status.REVIEWED],
+        )
+        .order_by("-version")
+        .first()
+    )
+    if open_draft is not None:
+        raise RuleViolation(
+            BatchError.MBR_STATUS,
+            f"{open_draft} is {open_draft.get_status_display().lower()}: finish or edit it "
+            "before drafting another version.",
+        )
+    source = mbr_in_force(product) or (
+        MasterBatchRecord.objects.filter(product=product).order_by("-version").first()
+    )
+    if source is None:
+        raise RuleViolation(
+            BatchError.MBR_MISSING,
+            f"{product.code} has no master batch record to copy: write the first version.",
+        )
+    return mbr_create_draft(product=product, by=by, based_on=source, **mbr_content(source))
+
+
+def mbr_update_draft(
+    *,
+    mbr: MasterBatchRecord,
+    by,
+    title: str,
+    batch_size,
+    batch_unit: str,
+    theoretical_yield,
+    bom: MbrBom,
+    steps: list[dict],
+    reason: str = "",
+) -> MasterBatchRecord:
+    """Edit a draft: its title, sizes, bill of materials and steps are replaced as given. Only
+    a draft is edited; a reviewed or approved version is signed and stays as signed."""
+    _require(by, mbr.sponsor_id, "change", f"edit {mbr}")
+    _mbr_content_check(mbr.product, bom, steps, str(mbr))
+    with transaction.atomic(), audit_context(actor=by, reason=reason or f"{mbr} draft edited"):
+        locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
+        if locked.status != MasterBatchRecord.Status.DRAFT:
+            raise RuleViolation(
+                BatchError.MBR_NOT_DRAFT,
+                f"{locked} is {locked.get_status_display().lower()}: only a draft can be edited; "
+                "draft a new version instead.",
+            )
+        locked.title = title
+        locked.batch_size = _positive(batch_size, f"{locked}, batch size")
+        locked.batch_unit = batch_unit
+        locked.theoretical_yield = _positive(theoretical_yield, f"{locked}, theoretical yield")
+        locked.save(update_fields=["title", "batch_size", "batch_unit", "theoretical_yield"])
+        locked.bom_lines.all().delete()
+        locked.steps.all().delete()
+        _mbr_write_content(locked, bom, steps)
+    mbr.refresh_from_db()
+    return mbr
+
+
+def _not_author(mbr: MasterBatchRecord, user, act: str) -> None:
+    if mbr.created_by_id is not None and mbr.created_by_id == user.pk:
+        raise RuleViolation(
+            BatchError.SECOND_PERSON,
+            f"{mbr} was written by {user.get_username()}; a second person must {act} it.",
+        )
+
+
+def mbr_review(*, mbr: MasterBatchRecord, user, password: str, request=None) -> Signature:
+    """The independent check of a draft, signed "reviewed" by someone other than the author."""
+    _require(user, mbr.sponsor_id, "change", f"review {mbr}")
+    _not_author(mbr, user, "review")
     signer_verify(user=user, password=password, request=request)
     with transaction.atomic(), audit_context(actor=user):
         locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
+        _move(locked, MasterBatchRecord.Status.REVIEWED, MBR_TRANSITIONS, "")
+        locked.save(update_fields=["status"])
+        signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.REVIEWED)
+    mbr.refresh_from_db()
+    return signature
+
+
+def mbr_approve(*, mbr: MasterBatchRecord, user, password: str, request=None) -> Signature:
+    """QA approval of a reviewed version, signed "approved" by someone other than the author."""
+    _require(user, mbr.sponsor_id, "approve", f"approve {mbr}")
+    _not_author(mbr, user, "approve")
+    signer_verify(user=user, password=password, request=request)
+    with transaction.atomic(), audit_context(actor=user):
+        locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
+        if locked.status == MasterBatchRecord.Status.DRAFT:
+            raise RuleViolation(
+                BatchError.MBR_STATUS,
+                f"{locked} is a draft: it is reviewed by a second person before approval.",
+            )
         _move(locked, MasterBatchRecord.Status.APPROVED, MBR_TRANSITIONS, "")
         locked.save(update_fields=["status"])
         signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.APPROVED)
@@ -380,7 +641,7 @@ def batch_start(*, batch: Batch, by, started_at: datetime | None = None) -> Batc
     from documents.services import batch_documents_record
 
     _require(by, batch.sponsor_id, "change", f"start batch {batch}")
-    started_at = started_at or timezone.now()
+    started_at = _moment(started_at, f"Start of batch {batch}")
     with transaction.atomic(), audit_context(actor=by):
         locked = _locked_batch(batch)
         _move(locked, Batch.Status.IN_PROGRESS, BATCH_TRANSITIONS, "Batch")
@@ -406,10 +667,15 @@ def batch_record_step(
     from documents.services import training_gate
 
     _require(performed_by, batch.sponsor_id, "change", f"record steps of batch {batch}")
-    at = at or timezone.now()
     with transaction.atomic(), audit_context(actor=performed_by):
         locked = _locked_batch(batch)
         _require_in_progress(locked, f"record step {step.sequence}")
+        at = _moment(
+            at,
+            f"Step {step.sequence} of batch {locked}",
+            not_before=locked.started_at,
+            after="the batch started",
+        )
         if step.mbr_id != locked.mbr_id:
             raise RuleViolation(
                 BatchError.STEP_INVALID,
@@ -428,29 +694,64 @@ def batch_record_step(
                 what=f"sign step {step.sequence} of batch {locked}",
             )
         value = None if value in (None, "") else Decimal(value)
-        return ExecutedStep.objects.create(
+        in_limits = step.in_limits(value)
+        if not in_limits and not note.strip():
+            shown = "no value" if value is None else f"{value.normalize():f} {step.unit}".strip()
+            raise RuleViolation(
+                BatchError.COMMENT_REQUIRED,
+                f"Step {step.sequence} of batch {locked}: {shown} is outside the limits "
+                f"{step.limits_display}; a comment is required.",
+            )
+        executed = ExecutedStep.objects.create(
             batch=locked,
             step=step,
             value=value,
             note=note,
-            is_in_limits=step.in_limits(value),
+            is_in_limits=in_limits,
             performed_by=performed_by,
             performed_at=at,
         )
+        if not in_limits and step.opens_deviation:
+            from deviations.services import deviation_record
+
+            deviation_record(
+                title=f"Step {step.sequence} of batch {locked} outside its limits",
+                description=(
+                    f"{step.title}: {step.parameter or 'value'} "
+                    f"{'not recorded' if value is None else f'{value.normalize():f}'} "
+                    f"{step.unit}, limits {step.limits_display}. Operator's comment: {note}"
+                ).strip(),
+                category="deviation",
+                severity="minor",
+                occurred_at=at,
+                discovered_at=min(at, timezone.now()),
+                by=performed_by,
+                batches=[locked],
+            )
+        return executed
 
 
-def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> ExecutedStep:
-    """The second-person check of a step (21 CFR 211.188(b)(11)). A step that names an SOP
-    needs the verifier trained on the SOP version in force at the verification's time."""
+def batch_verify_step(
+    *, executed: ExecutedStep, verified_by, password: str, at=None, request=None
+) -> ExecutedStep:
+    """The second-person check of a step (21 CFR 211.188(b)(11)), an e-signature with meaning
+    "verified" by someone other than the performer. A step that names an SOP needs the verifier
+    trained on the SOP version in force at the verification's time."""
     from documents.services import training_gate
 
     _require(verified_by, executed.sponsor_id, "change", f"verify steps of batch {executed.batch}")
-    at = at or timezone.now()
+    signer_verify(user=verified_by, password=password, request=request)
     with transaction.atomic(), audit_context(actor=verified_by):
         locked = (
             ExecutedStep.objects.select_for_update()
             .select_related("batch", "step")
             .get(pk=executed.pk)
+        )
+        at = _moment(
+            at,
+            f"Verification of step {locked.step.sequence} of batch {locked.batch}",
+            not_before=locked.performed_at,
+            after="the step was performed",
         )
         if locked.performed_by_id == verified_by.pk:
             raise RuleViolation(
@@ -472,6 +773,7 @@ def batch_verify_step(*, executed: ExecutedStep, verified_by, at=None) -> Execut
             )
         locked.verified_by, locked.verified_at = verified_by, at
         locked.save(update_fields=["verified_by", "verified_at"])
+        signature_apply(record=locked, user=verified_by, meaning=Signature.Meaning.VERIFIED)
         _note_evidence(locked.batch)
     executed.refresh_from_db()
     return executed
@@ -496,6 +798,13 @@ def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumpti
                 f"Lot {locked} belongs to another sponsor's product: batch {locked_batch} cannot "
                 "consume it.",
             )
+        bom = {line.material_id for line in locked_batch.mbr.bom_lines.all()}
+        if locked.material_id not in bom:
+            raise RuleViolation(
+                BatchError.NOT_IN_BOM,
+                f"Lot {locked} is {locked.material.code}, which is not in the bill of materials "
+                f"of {locked_batch.mbr} that batch {locked_batch} runs under.",
+            )
         remaining = lot_balance(locked)["remaining"]
         if quantity > remaining:
             raise RuleViolation(
@@ -503,11 +812,14 @@ def batch_consume(*, batch: Batch, lot: Lot, quantity, by, at=None) -> Consumpti
                 f"Lot {locked} has {remaining.normalize():f} {locked.unit} left: "
                 f"{quantity.normalize():f} {locked.unit} cannot be consumed.",
             )
+        what = f"Consumption of lot {locked} by batch {locked_batch}"
+        at = _moment(at, what, not_before=locked_batch.started_at, after="the batch started")
+        at = _moment(at, what, not_before=released_at(locked), after="the lot was released")
         return Consumption.objects.create(
             batch=locked_batch,
             lot=locked,
             quantity=quantity,
-            consumed_at=at or timezone.now(),
+            consumed_at=at,
             recorded_by=by,
         )
 
@@ -527,10 +839,14 @@ def batch_complete(
     `material` names another intermediate or finished material of the same product."""
     _require(by, batch.sponsor_id, "change", f"complete batch {batch}")
     quantity = _positive(quantity, f"Output of batch {batch}")
-    at = at or timezone.now()
     with transaction.atomic(), audit_context(actor=by):
         locked = _locked_batch(batch)
         _move(locked, Batch.Status.COMPLETED, BATCH_TRANSITIONS, "Batch")
+        last = max(
+            [locked.started_at, *locked.executed_steps.values_list("performed_at", flat=True)],
+            default=None,
+        )
+        at = _moment(at, f"Completion of batch {locked}", not_before=last, after="its last entry")
         done = set(locked.executed_steps.values_list("step_id", flat=True))
         missing = [s.sequence for s in locked.mbr.steps.all() if s.pk not in done]
         if missing:
@@ -598,10 +914,15 @@ def equipment_use_start(*, batch: Batch, equipment: Equipment, by, at=None) -> E
     """Equipment past its qualification date cannot be used; equipment whose previous batch was
     another product needs a verified cleaning after that batch (21 CFR 211.67)."""
     _require(by, batch.sponsor_id, "change", f"record equipment use for batch {batch}")
-    at = at or timezone.now()
     with transaction.atomic(), audit_context(actor=by):
         locked_batch = _locked_batch(batch)
         _require_in_progress(locked_batch, f"use {equipment.code}")
+        at = _moment(
+            at,
+            f"Use of {equipment.code} by batch {locked_batch}",
+            not_before=locked_batch.started_at,
+            after="the batch started",
+        )
         locked = Equipment.objects.select_for_update().get(pk=equipment.pk)
         if locked.status != Equipment.Status.AVAILABLE:
             raise RuleViolation(
@@ -650,7 +971,9 @@ def equipment_use_end(*, use: EquipmentUse, by, at=None) -> EquipmentUse:
         locked = EquipmentUse.objects.select_for_update().get(pk=use.pk)
         if locked.ended_at is not None:
             raise RuleViolation(BatchError.INVALID, f"{locked} already ended.")
-        locked.ended_at = at or timezone.now()
+        locked.ended_at = _moment(
+            at, f"End of {locked}", not_before=locked.started_at, after="the use started"
+        )
         locked.save(update_fields=["ended_at"])
     use.refresh_from_db()
     return use
@@ -665,12 +988,17 @@ def cleaning_record(*, equipment: Equipment, method: str, performed_by, at=None)
             equipment=equipment,
             method=method,
             performed_by=performed_by,
-            performed_at=at or timezone.now(),
+            performed_at=_moment(at, f"Cleaning of {equipment.code}"),
         )
 
 
-def cleaning_verify(*, cleaning: CleaningRecord, verified_by, at=None) -> CleaningRecord:
+def cleaning_verify(
+    *, cleaning: CleaningRecord, verified_by, password: str, at=None, request=None
+) -> CleaningRecord:
+    """The second person's check of a cleaning (21 CFR 211.67(c)), an e-signature with meaning
+    "verified"; only a verified cleaning clears equipment for another product."""
     _require(verified_by, None, "change", f"verify cleaning of {cleaning.equipment.code}")
+    signer_verify(user=verified_by, password=password, request=request)
     with transaction.atomic(), audit_context(actor=verified_by):
         locked = CleaningRecord.objects.select_for_update().get(pk=cleaning.pk)
         if locked.performed_by_id == verified_by.pk:
@@ -681,8 +1009,12 @@ def cleaning_verify(*, cleaning: CleaningRecord, verified_by, at=None) -> Cleani
             )
         if locked.verified_by_id is not None:
             raise RuleViolation(BatchError.INVALID, f"{locked} is already verified.")
-        locked.verified_by, locked.verified_at = verified_by, at or timezone.now()
+        locked.verified_by = verified_by
+        locked.verified_at = _moment(
+            at, f"Verification of {locked}", not_before=locked.performed_at, after="the cleaning"
+        )
         locked.save(update_fields=["verified_by", "verified_at"])
+        signature_apply(record=locked, user=verified_by, meaning=Signature.Meaning.VERIFIED)
     cleaning.refresh_from_db()
     return cleaning
 
@@ -694,6 +1026,16 @@ def packaging_start(*, batch: Batch, label_version: str, by) -> PackagingRecord:
     _require(by, batch.sponsor_id, "change", f"record packaging of batch {batch}")
     if not label_version.strip():
         raise RuleViolation(BatchError.INVALID, f"Packaging of {batch}: name the label version.")
+    if batch.status not in (
+        Batch.Status.IN_PROGRESS,
+        Batch.Status.COMPLETED,
+        Batch.Status.UNDER_REVIEW,
+    ):
+        raise RuleViolation(
+            BatchError.BATCH_STATUS,
+            f"Batch {batch} is {batch.get_status_display().lower()}: packaging is recorded while "
+            "it is in progress or before its disposition.",
+        )
     with transaction.atomic(), audit_context(actor=by):
         if PackagingRecord.objects.filter(batch=batch).exists():
             raise RuleViolation(BatchError.INVALID, f"Packaging of {batch} is already recorded.")
@@ -712,7 +1054,12 @@ def packaging_clear_line(
             raise RuleViolation(
                 BatchError.INVALID, f"The line for {locked.batch} is already cleared."
             )
-        locked.line_cleared_at = at or timezone.now()
+        locked.line_cleared_at = _moment(
+            at,
+            f"Line clearance for {locked.batch}",
+            not_before=locked.batch.started_at,
+            after="the batch started",
+        )
         locked.save(update_fields=["line_cleared_at"])
         signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.REVIEWED)
         _note_evidence(locked.batch)
@@ -749,7 +1096,12 @@ def packaging_reconcile(
         locked = PackagingRecord.objects.select_for_update().get(pk=packaging.pk)
         locked.labels_issued, locked.labels_used = issued, used
         locked.labels_destroyed, locked.labels_returned = destroyed, returned
-        locked.reconciled_at = at or timezone.now()
+        locked.reconciled_at = _moment(
+            at,
+            f"Label reconciliation of {locked.batch}",
+            not_before=locked.line_cleared_at,
+            after="the line clearance",
+        )
         locked.save()
         _note_evidence(locked.batch)
     packaging.refresh_from_db()
@@ -762,7 +1114,9 @@ def packaging_reconcile(
 def shipment_create(
     *, lot: Lot, customer: Customer, quantity, by, reference: str = "", at=None
 ) -> Shipment:
-    """Ship finished goods: only a released lot, and no more than remains of it."""
+    """Ship a sponsor's lot: only a lot released under its batch's release authority (the
+    sponsor's release included where the agreement requires it), with no open deviation, no
+    out-of-specification result without a closed investigation, and no more than remains."""
     _require(by, lot.sponsor_id, "change", f"ship lot {lot}")
     quantity = _positive(quantity, f"Shipment of lot {lot}")
     with transaction.atomic(), audit_context(actor=by):
@@ -772,11 +1126,31 @@ def shipment_create(
                 BatchError.LOT_NOT_SHIPPABLE,
                 f"Lot {locked} is a site material, not a sponsor's product: it cannot be shipped.",
             )
+        made_by = locked.produced_by
+        if made_by is not None and made_by.status != Batch.Status.RELEASED:
+            awaiting = (
+                "released by CMO QA and awaits the sponsor's release"
+                if made_by.cmo_released_at is not None
+                else "not released"
+            )
+            raise RuleViolation(
+                BatchError.LOT_NOT_RELEASED,
+                f"Lot {locked} cannot be shipped: its batch {made_by} is "
+                f"{made_by.get_status_display().lower()}, {awaiting}.",
+            )
         if locked.status != Lot.Status.RELEASED:
             raise RuleViolation(
                 BatchError.LOT_NOT_RELEASED,
                 f"Lot {locked} is {_lot_state(locked)}: only a released lot can be shipped.",
             )
+        issues = lot_open_issues(locked)
+        if issues:
+            raise RuleViolation(
+                BatchError.LOT_OPEN_ISSUE,
+                f"Lot {locked} cannot be shipped: " + "; ".join(issues) + ".",
+            )
+        if customer is None:
+            raise RuleViolation(BatchError.INVALID, f"Shipment of lot {locked}: name the customer.")
         remaining = lot_balance(locked)["remaining"]
         if quantity > remaining:
             raise RuleViolation(
@@ -784,11 +1158,17 @@ def shipment_create(
                 f"Lot {locked} has {remaining.normalize():f} {locked.unit} left: "
                 f"{quantity.normalize():f} {locked.unit} cannot be shipped.",
             )
+        at = _moment(
+            at,
+            f"Shipment of lot {locked}",
+            not_before=released_at(locked),
+            after="the lot was released",
+        )
         return Shipment.objects.create(
             lot=locked,
             customer=customer,
             quantity=quantity,
             reference=reference,
-            shipped_at=at or timezone.now(),
+            shipped_at=at,
             recorded_by=by,
         )

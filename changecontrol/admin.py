@@ -35,7 +35,16 @@ class ChangeProductInline(admin.TabularInline):
 
 class SponsorObligationInline(ChangeProductInline):
     model = SponsorObligation
-    fields = ["sponsor", "agreement", "kind", "lead_time_days", "status", "decided_by", "comment"]
+    fields = [
+        "sponsor",
+        "agreement",
+        "kind",
+        "lead_time_days",
+        "status",
+        "decided_by",
+        "comment",
+        "accepts_effective_from",
+    ]
     readonly_fields = fields
 
 

@@ -1,6 +1,8 @@
 """API of change control: change requests (CMO users see the sponsors in their scope; a sponsor's
-people see only their own slice), each change's obligations, making a change effective (409 with
-the unmet obligations) and the sponsor approver's e-signed decision."""
+people see only their own slice, with the impact assessment, tasks and what the change carries),
+each change's obligations, making a change effective (409 with the unmet obligations; a reason
+when before the proposed date) and the sponsor approver's e-signed decision, which may accept an
+earlier effective date."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
@@ -19,6 +21,7 @@ from rest_framework.response import Response
 from batches.models import Equipment, MasterBatchRecord
 from deviations.api import SignatureSerializer
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_query import StrictQueryParameters
 from qms.signatures import signatures_by_record
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.models import ChangeCategory, Product
@@ -26,7 +29,7 @@ from sponsors.selectors import user_sponsor
 from suppliers.models import Supplier
 
 from . import selectors, services
-from .models import ChangeProduct, ChangeRequest, SponsorObligation
+from .models import ChangeProduct, ChangeRequest, ChangeTask, SponsorObligation
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused by a business rule (named)")
 NUMBER = OpenApiParameter(
@@ -62,6 +65,7 @@ class ObligationSerializer(serializers.ModelSerializer):
             "decided_by",
             "decided_at",
             "comment",
+            "accepts_effective_from",
             "signatures",
         ]
 
@@ -81,8 +85,12 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
     """The CMO view: every part of the change that concerns the sponsors in the caller's
     scope."""
 
-    document_version = serializers.StringRelatedField(read_only=True)
-    mbr = serializers.PrimaryKeyRelatedField(read_only=True)
+    document_version = serializers.SerializerMethodField(
+        help_text="The carried document version, when in your sponsor scope."
+    )
+    mbr = serializers.SerializerMethodField(
+        help_text="Id of the carried MBR version, when in your sponsor scope."
+    )
     equipment = serializers.SlugRelatedField(slug_field="code", read_only=True)
     supplier = serializers.SlugRelatedField(slug_field="code", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -111,6 +119,7 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
             "risk_rationale",
             "proposed_effective_date",
             "effective_at",
+            "early_effective_reason",
             "created_by",
             "created_at",
             "submitted_at",
@@ -120,11 +129,38 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
             "obligations",
         ]
 
+    def get_document_version(self, change) -> str | None:
+        version = getattr(change, "visible_document_version", None)
+        return str(version) if version is not None else None
+
+    def get_mbr(self, change) -> int | None:
+        mbr = getattr(change, "visible_mbr", None)
+        return mbr.pk if mbr is not None else None
+
+
+class CarriedSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["document_version", "mbr", "equipment", "supplier"])
+    reference = serializers.CharField(help_text="e.g. SOP-QA-014 v5, MBR ACM-IBU200 v3.")
+    number = serializers.CharField(help_text="Document number, product code, or record code.")
+    version = serializers.IntegerField(allow_null=True)
+    title = serializers.CharField()
+    status = serializers.CharField(allow_blank=True)
+
+
+class SliceTaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChangeTask
+        fields = ["description", "due_date", "completed_at"]
+
 
 class SponsorSliceSerializer(serializers.ModelSerializer):
-    """A sponsor's view of a change: its text, dates and status, the sponsor's own products and
-    its own obligation; nothing of any other sponsor."""
+    """A sponsor's view of a change: its text, dates and status, the ICH Q9 risk assessment, the
+    implementation tasks, what it carries (when that is the sponsor's own or the site's), the
+    sponsor's own products and its own obligation; nothing of any other sponsor."""
 
+    risk_priority = serializers.IntegerField(read_only=True, allow_null=True)
+    carries = serializers.SerializerMethodField()
+    tasks = SliceTaskSerializer(many=True, read_only=True)
     products = serializers.SerializerMethodField()
     obligation = serializers.SerializerMethodField()
 
@@ -136,11 +172,26 @@ class SponsorSliceSerializer(serializers.ModelSerializer):
             "description",
             "category",
             "status",
+            "subject_text",
+            "carries",
+            "risk_severity",
+            "risk_probability",
+            "risk_detectability",
+            "risk_priority",
+            "risk_level",
+            "risk_rationale",
+            "tasks",
             "proposed_effective_date",
             "effective_at",
+            "early_effective_reason",
             "products",
             "obligation",
         ]
+
+    @extend_schema_field(CarriedSerializer(allow_null=True))
+    def get_carries(self, change):
+        carried = selectors.sponsor_carried(change)
+        return CarriedSerializer(carried).data if carried is not None else None
 
     def get_products(self, change) -> list[str]:
         return [row.product.code for row in change.own_products]
@@ -226,6 +277,12 @@ class MakeEffectiveSerializer(serializers.Serializer):
     effective_at = serializers.DateTimeField(
         required=False, allow_null=True, default=None, help_text="Empty: now."
     )
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required when the effective date is before the proposed effective date.",
+    )
 
 
 class UnmetSerializer(serializers.Serializer):
@@ -256,6 +313,14 @@ class DecisionSerializer(serializers.Serializer):
     approve = serializers.BooleanField(help_text="true approves the change; false rejects it.")
     comment = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Required when rejecting."
+    )
+    accepts_effective_from = serializers.DateField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="With an approval only: the earliest effective date your sponsor accepts, "
+        "when earlier than the agreement's lead time after the notice allows. The signature "
+        "covers it.",
     )
 
 
@@ -310,14 +375,7 @@ class ChangeRequestViewSet(
     lookup_field = "number"
     lookup_value_regex = r"[^/]+"
 
-    @property
-    def filterset_fields(self):
-        """A sponsor filters its slice by status and category only (the risk assessment is not
-        part of it)."""
-        fields = {"status": ["exact"], "category": ["exact"]}
-        if self._sponsor() is None:
-            fields["risk_level"] = ["exact"]
-        return fields
+    filterset_fields = {"status": ["exact"], "category": ["exact"], "risk_level": ["exact"]}
 
     def _sponsor(self):
         if getattr(self, "request", None) is None:
@@ -374,7 +432,9 @@ class ChangeRequestViewSet(
         responses={200: ObligationSerializer(many=True), 404: ERROR_RESPONSES[404]},
         filters=False,
     )
-    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    @action(
+        detail=True, methods=["get"], filter_backends=[StrictQueryParameters], pagination_class=None
+    )
     def obligations(self, request, number=None):
         change = self.get_object()
         visible = selectors.change_obligations(change=change, user=request.user)
@@ -400,7 +460,7 @@ class ChangeRequestViewSet(
         detail=True,
         methods=["post"],
         url_path="make-effective",
-        filter_backends=[],
+        filter_backends=[StrictQueryParameters],
         pagination_class=None,
     )
     def make_effective(self, request, number=None):
@@ -411,7 +471,10 @@ class ChangeRequestViewSet(
         data.is_valid(raise_exception=True)
         try:
             services.change_make_effective(
-                change=change, by=request.user, effective_at=data.validated_data["effective_at"]
+                change=change,
+                by=request.user,
+                effective_at=data.validated_data["effective_at"],
+                reason=data.validated_data["reason"],
             )
         except services.ObligationsUnmet as refusal:
             return Response(
@@ -443,7 +506,7 @@ class ChangeRequestViewSet(
         methods=["post"],
         url_path=r"obligations/(?P<sponsor_code>[^/.]+)/decision",
         url_name="obligation-decision",
-        filter_backends=[],
+        filter_backends=[StrictQueryParameters],
         pagination_class=None,
     )
     def decision(self, request, number=None, sponsor_code=None):

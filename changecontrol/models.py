@@ -4,8 +4,10 @@ A change request (CC-YYYY-NNNN) lists the products it affects, which may belong 
 sponsors. On submission each affected sponsor gets one obligation derived from its quality
 agreement in force for the change's category: none, notify (with a lead time) or approve. The
 change cannot become effective until every approve obligation is approved and every notify
-obligation was sent at least its lead time before the effective date. A sponsor sees only its own
-slice: the title and description, its own products and its own obligation."""
+obligation was sent at least its lead time before the effective date; the lead time holds for an
+approval too unless the sponsor's signed approval accepts an earlier date. A sponsor sees only its
+own slice: the change itself (text, risk assessment, tasks, what it carries when that is the
+sponsor's own or the site's), its own products and its own obligation."""
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -111,6 +113,10 @@ class ChangeRequest(models.Model):
     risk_rationale = models.TextField(blank=True)
     proposed_effective_date = models.DateField(null=True, blank=True)
     effective_at = models.DateTimeField(null=True, blank=True)
+    early_effective_reason = models.TextField(
+        blank=True,
+        help_text="Why the change became effective before its proposed effective date.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -203,6 +209,13 @@ class SponsorObligation(SponsorOwned):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
+    accepts_effective_from = models.DateField(
+        null=True,
+        blank=True,
+        verbose_name="earliest accepted effective date",
+        help_text="An approval may accept an effective date earlier than the lead time allows; "
+        "the signature covers it.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -222,6 +235,12 @@ class SponsorObligation(SponsorOwned):
         return self.notified_at
 
     @property
+    def noticed_at(self):
+        """Where the lead time of an approval starts: its notice, or the submission when the
+        sponsor decided before the notice went out (the portal showed the change from then)."""
+        return self.sent_at or self.created_at
+
+    @property
     def state_display(self) -> str:
         if self.status == self.Status.PENDING:
             if self.kind == Obligation.NOTIFY:
@@ -230,8 +249,10 @@ class SponsorObligation(SponsorOwned):
         return self.get_status_display()
 
     def signature_content(self) -> dict:
+        """What the sponsor's decision signs; an accepted earlier effective date is part of it
+        when one is given."""
         change = self.change
-        return {
+        content = {
             "change": change.number,
             "title": change.title,
             "description": change.description,
@@ -245,6 +266,9 @@ class SponsorObligation(SponsorOwned):
             "status": self.status,
             "comment": self.comment,
         }
+        if self.accepts_effective_from is not None:
+            content["accepts_effective_from"] = self.accepts_effective_from
+        return content
 
 
 @audited(sponsor=None)

@@ -1,6 +1,7 @@
 """The sponsor portal's change control: the changes that affect the sponsor's products, each
-shown only through the sponsor's own slice (the change's title and description, the sponsor's
-own products and obligation), and the approver's e-signed decision."""
+shown only through the sponsor's own slice (the change itself with its impact assessment, tasks
+and what it carries, the sponsor's own products and obligation), and the approver's e-signed
+decision, which may accept an earlier effective date."""
 
 from django import forms
 from django.contrib import messages
@@ -50,6 +51,13 @@ class DecisionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Required when you reject.",
     )
+    accepts_effective_from = forms.DateField(
+        required=False,
+        label="Earliest effective date you accept",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Only to accept an effective date earlier than the lead time allows; leave "
+        "empty otherwise. Your signature covers it.",
+    )
     password = password_field()
 
 
@@ -81,6 +89,8 @@ def _detail(request, sponsor, change, obligation, *, decision_form=None, status=
         "change": change,
         "obligation": obligation,
         "products": [row.product for row in change.own_products],
+        "carried": selectors.sponsor_carried(change),
+        "tasks": list(change.tasks.all()),
         "awaiting": awaiting,
         "decision_form": decision_form,
         **(record_trail(obligation) if obligation is not None else {}),
@@ -113,6 +123,7 @@ def change_decide(request, number: str):
                     password=form.cleaned_data["password"],
                     approve=approve,
                     comment=form.cleaned_data["comment"],
+                    accepts_effective_from=form.cleaned_data["accepts_effective_from"],
                     request=request,
                 )
             except RuleViolation as error:

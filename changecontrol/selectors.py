@@ -3,6 +3,7 @@ sponsors' products and obligations only), a sponsor's own slice, and which lots 
 which master batch record or document version."""
 
 from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.urls import reverse
 
 from batches.models import Batch, Lot, MasterBatchRecord
 from sponsors.models import Obligation
@@ -22,11 +23,24 @@ def visible_products(user):
 
 def change_list(*, user, action: str = "view"):
     """Changes in the user's scope, each with only the obligations and products of the sponsors
-    in that scope prefetched (constant queries however many rows)."""
+    in that scope prefetched (constant queries however many rows), and the carried document or
+    MBR version when the user may see it (`visible_document_version`, `visible_mbr`)."""
+    from documents.models import DocumentVersion
+
     return (
         ChangeRequest.objects.for_user(user, action)
         .select_related("created_by")
         .prefetch_related(
+            Prefetch(
+                "document_version",
+                queryset=DocumentVersion.objects.for_user(user).select_related("document"),
+                to_attr="visible_document_version",
+            ),
+            Prefetch(
+                "mbr",
+                queryset=MasterBatchRecord.objects.for_user(user).select_related("product"),
+                to_attr="visible_mbr",
+            ),
             Prefetch(
                 "obligations",
                 queryset=visible_obligations(user).order_by("sponsor__code"),
@@ -77,13 +91,38 @@ def change_products(*, change: ChangeRequest, user):
 # --- a sponsor's slice --------------------------------------------------------------------
 
 
+def _carriable_documents(user, sponsor):
+    """Document versions a sponsor's slice may name: the sponsor's own, and the site's (a change
+    that carries one affects the sponsor's products); never another sponsor's."""
+    from documents.models import DocumentVersion
+
+    own = DocumentVersion.objects.for_user(user).filter(sponsor=sponsor)
+    return (own | DocumentVersion.objects.filter(sponsor__isnull=True)).select_related("document")
+
+
 def sponsor_changes(*, user, sponsor):
     """The submitted changes that affect the sponsor's products, each with only the sponsor's
-    own obligation (`own_obligations`) and products (`own_products`)."""
+    own obligation (`own_obligations`) and products (`own_products`), the change's tasks, and
+    what it carries when that is the sponsor's own or the site's (`own_mbr`,
+    `own_document_version`)."""
     return (
         ChangeRequest.objects.for_user(user)
         .filter(obligations__sponsor=sponsor)
+        .select_related("equipment", "supplier")
         .prefetch_related(
+            "tasks",
+            Prefetch(
+                "mbr",
+                queryset=MasterBatchRecord.objects.for_user(user)
+                .filter(sponsor=sponsor)
+                .select_related("product"),
+                to_attr="own_mbr",
+            ),
+            Prefetch(
+                "document_version",
+                queryset=_carriable_documents(user, sponsor),
+                to_attr="own_document_version",
+            ),
             Prefetch(
                 "obligations",
                 queryset=SponsorObligation.objects.for_user(user)
@@ -102,6 +141,58 @@ def sponsor_changes(*, user, sponsor):
         )
         .order_by("-submitted_at", "-id")
     )
+
+
+def sponsor_carried(change) -> dict | None:
+    """What a change of `sponsor_changes` carries, as a reference the sponsor may read; None
+    when it carries nothing the sponsor may see."""
+    version = getattr(change, "own_document_version", None)
+    if version is not None:
+        return {
+            "kind": "document_version",
+            "kind_display": "Document version",
+            "reference": str(version),
+            "number": version.document.number,
+            "version": version.version,
+            "title": version.document.title,
+            "status": version.status,
+            "status_display": version.get_status_display(),
+            "url": (
+                reverse("portal_documents:detail", args=[version.document.number])
+                if version.sponsor_id is not None
+                else ""
+            ),
+        }
+    mbr = getattr(change, "own_mbr", None)
+    if mbr is not None:
+        return {
+            "kind": "mbr",
+            "kind_display": "Master batch record version",
+            "reference": str(mbr),
+            "number": mbr.product.code,
+            "version": mbr.version,
+            "title": mbr.title,
+            "status": mbr.status,
+            "status_display": mbr.get_status_display(),
+            "url": "",
+        }
+    for kind, label, record in (
+        ("equipment", "Equipment", change.equipment),
+        ("supplier", "Supplier", change.supplier),
+    ):
+        if record is not None:
+            return {
+                "kind": kind,
+                "kind_display": label,
+                "reference": record.code,
+                "number": record.code,
+                "version": None,
+                "title": record.name,
+                "status": "",
+                "status_display": "",
+                "url": "",
+            }
+    return None
 
 
 def sponsor_pending_approvals(*, user, sponsor):

@@ -1,8 +1,9 @@
 """Business actions on change requests: drafting, the ICH Q9 risk assessment, submission (one
 obligation per affected sponsor from its agreement in force, notices through the deadline
-kernel), the sponsor approver's e-signed decision, re-scoping, effectiveness (which puts a carried
-document or master batch record version in force), implementation tasks, closure, rejection and
-cancellation."""
+kernel), the sponsor approver's e-signed decision (which may accept an effective date earlier
+than the lead time allows), re-scoping, effectiveness (lead times, a recorded reason for an
+effective date before the proposed one; a carried document or master batch record version is put
+in force), implementation tasks, closure, rejection and cancellation."""
 
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -72,7 +73,11 @@ TRANSITIONS = {
 
 OPEN_STATUSES = (Status.DRAFT, Status.ASSESSMENT, Status.AWAITING_SPONSORS, Status.APPROVED)
 FINISHED_STATUSES = (Status.EFFECTIVE, Status.CLOSED, Status.REJECTED, Status.CANCELLED)
-EDITABLE_MBR = (MasterBatchRecord.Status.DRAFT, MasterBatchRecord.Status.APPROVED)
+EDITABLE_MBR = (
+    MasterBatchRecord.Status.DRAFT,
+    MasterBatchRecord.Status.REVIEWED,
+    MasterBatchRecord.Status.APPROVED,
+)
 NOTICE_RECIPIENTS = [Role.SPONSOR_AUDITOR, Role.SPONSOR_APPROVER]
 
 # ICH Q9: risk priority number = severity × probability × detectability (each 1–5).
@@ -183,7 +188,7 @@ def _check_subject(
             raise RuleViolation(
                 ChangeError.SUBJECT,
                 f"{name} cannot carry {mbr}: it is {mbr.get_status_display().lower()}; only a "
-                "draft or approved version can be put in force by a change.",
+                "draft, reviewed or approved version can be put in force by a change.",
             )
         if mbr.product_id not in product_ids:
             raise RuleViolation(
@@ -454,7 +459,8 @@ def _notice(change: ChangeRequest, obligation: SponsorObligation, products, by) 
         needed = (
             f"Your approval is required under quality agreement v{obligation.agreement.version} "
             f"before the change can become effective; requested by {due_day:%Y-%m-%d} "
-            f"({lead} days lead time)."
+            f"({lead} days lead time). The change does not become effective earlier than {lead} "
+            "days after this notice unless your signed approval accepts an earlier date."
         )
     else:
         title = f"Change {change.number}: notice of change — {change.title}"
@@ -468,6 +474,9 @@ def _notice(change: ChangeRequest, obligation: SponsorObligation, products, by) 
             f"Category: {change.get_category_display()}",
             f"Your products affected: {codes}",
             f"Proposed effective date: {proposed:%Y-%m-%d}",
+            f"Risk (ICH Q9): {change.get_risk_level_display().lower()} — severity "
+            f"{change.risk_severity}, probability {change.risk_probability}, detectability "
+            f"{change.risk_detectability}",
             "",
             change.description,
             "",
@@ -486,6 +495,7 @@ def _notice(change: ChangeRequest, obligation: SponsorObligation, products, by) 
         notify_sponsor_contact=True,
         subject=obligation,
         url=_portal_url(change),
+        is_met_by_notice=obligation.kind == Obligation.NOTIFY,
         by=by,
     )
 
@@ -589,11 +599,14 @@ def obligation_decide(
     password: str,
     approve: bool,
     comment: str = "",
+    accepts_effective_from: date | None = None,
     request=None,
 ) -> Signature:
     """The sponsor approver approves or rejects the change for their sponsor by e-signature
     (21 CFR 11.50: meaning approved / rejected). A rejection blocks the change until it is
-    re-scoped without that sponsor, rejected or cancelled."""
+    re-scoped without that sponsor, rejected or cancelled. An approval may accept an effective
+    date earlier than the agreement's lead time after the notice allows (`accepts_effective_from`,
+    covered by the signature)."""
     change = obligation.change
     what = f"the obligation of change {change.number}"
     if is_cmo_user(user) or obligation.sponsor_id not in sponsor_ids_for(user, "sponsor_approve"):
@@ -613,6 +626,8 @@ def obligation_decide(
         raise RuleViolation(
             ChangeError.REASON_REQUIRED, f"Say why change {change.number} is rejected."
         )
+    if accepts_effective_from is not None:
+        _check_accepted_date(obligation, approve, accepts_effective_from)
     signer_verify(user=user, password=password, request=request)
     verb = "approved" if approve else "rejected"
     with (
@@ -645,7 +660,16 @@ def obligation_decide(
         locked.decided_by = user
         locked.decided_at = timezone.now()
         locked.comment = comment
-        locked.save(update_fields=["status", "decided_by", "decided_at", "comment"])
+        locked.accepts_effective_from = accepts_effective_from
+        locked.save(
+            update_fields=[
+                "status",
+                "decided_by",
+                "decided_at",
+                "comment",
+                "accepts_effective_from",
+            ]
+        )
         meaning = Signature.Meaning.APPROVED if approve else Signature.Meaning.REJECTED
         signature = signature_apply(record=locked, user=user, meaning=meaning)
         if locked.notice_id:
@@ -656,6 +680,29 @@ def obligation_decide(
             _approved_when_no_approval_outstanding(locked_change)
     obligation.refresh_from_db()
     return signature
+
+
+def _lead_time_allows(obligation: SponsorObligation) -> date:
+    """The first effective day the agreement's lead time allows after the obligation's notice."""
+    return timezone.localdate(obligation.noticed_at) + timedelta(days=obligation.lead_time_days)
+
+
+def _check_accepted_date(obligation: SponsorObligation, approve: bool, accepted: date) -> None:
+    number = obligation.change.number
+    if not approve:
+        raise RuleViolation(
+            ChangeError.INVALID,
+            f"A rejection of change {number} accepts no effective date; leave the earliest "
+            "accepted effective date empty.",
+        )
+    allowed = _lead_time_allows(obligation)
+    if accepted >= allowed:
+        raise RuleViolation(
+            ChangeError.INVALID,
+            f"Change {number}: the earliest effective date you accept, {accepted:%Y-%m-%d}, is "
+            f"not earlier than the {obligation.lead_time_days} days lead time already allows "
+            f"({allowed:%Y-%m-%d}); leave it empty.",
+        )
 
 
 def change_rescope(*, change: ChangeRequest, sponsor: Sponsor, reason: str, by) -> ChangeRequest:
@@ -739,6 +786,8 @@ def _unmet(change: ChangeRequest, obligations, effective_at: datetime) -> list[d
                 )
             elif obligation.status != SponsorObligation.Status.APPROVED:
                 problem = "approval required, pending"
+            else:
+                problem = _approved_too_early(obligation, effective_day)
         elif obligation.kind == Obligation.NOTIFY:
             lead = obligation.lead_time_days
             needed_by = effective_day - timedelta(days=lead)
@@ -764,6 +813,28 @@ def _unmet(change: ChangeRequest, obligations, effective_at: datetime) -> list[d
     return unmet
 
 
+def _approved_too_early(obligation: SponsorObligation, effective_day: date) -> str | None:
+    """The agreement's lead time after the notice holds for an approval too, unless the signed
+    approval accepts an earlier effective date."""
+    accepted = obligation.accepts_effective_from
+    if effective_day >= _lead_time_allows(obligation):
+        return None
+    if accepted is not None and effective_day >= accepted:
+        return None
+    lead = obligation.lead_time_days
+    noticed = "notice sent" if obligation.sent_at else "submitted"
+    accepts = (
+        f"the signed approval accepts effective from {accepted:%Y-%m-%d} at the earliest"
+        if accepted is not None
+        else "the signed approval accepts no earlier date"
+    )
+    return (
+        f"approved, {noticed} {timezone.localdate(obligation.noticed_at):%Y-%m-%d}, {lead} days "
+        f"lead time needs it by {effective_day - timedelta(days=lead):%Y-%m-%d} for effective "
+        f"{effective_day:%Y-%m-%d}, and {accepts}"
+    )
+
+
 def change_unmet_obligations(
     *, change: ChangeRequest, effective_at: datetime | None = None
 ) -> list[dict]:
@@ -777,12 +848,15 @@ def change_unmet_obligations(
 
 
 def change_make_effective(
-    *, change: ChangeRequest, by, effective_at: datetime | None = None
+    *, change: ChangeRequest, by, effective_at: datetime | None = None, reason: str = ""
 ) -> ChangeRequest:
     """The change takes effect at `effective_at` (default now; not in the past) once every
-    approve obligation is approved and every notify obligation was sent at least its lead time
-    before the effective date; a refusal lists each unmet obligation by sponsor. A carried
-    document or MBR version becomes effective at the same moment, in the same transaction."""
+    approve obligation is approved and every notice (notify or approve) was sent at least its
+    lead time before the effective date, or the sponsor's signed approval accepts that earlier
+    date; a refusal lists each unmet obligation by sponsor. An effective date before the proposed
+    one needs a reason, recorded on the change and in the audit trail. A carried document or MBR
+    version becomes effective at the same moment, in the same transaction."""
+    reason = (reason or "").strip()
     now = timezone.now()
     effective_at = effective_at or now
     if timezone.is_naive(effective_at):
@@ -793,7 +867,18 @@ def change_make_effective(
             f"Change {change.number} cannot become effective on {effective_at:%Y-%m-%d %H:%M} "
             "UTC: an effective date cannot be in the past.",
         )
-    with transaction.atomic(), audit_context(actor=by, reason=f"change {change.number} effective"):
+    effective_day = timezone.localdate(effective_at)
+    early = (
+        change.proposed_effective_date is not None
+        and effective_day < change.proposed_effective_date
+    )
+    audit_reason = f"change {change.number} effective"
+    if early:
+        audit_reason += (
+            f" {effective_day:%Y-%m-%d}, before its proposed effective date "
+            f"{change.proposed_effective_date:%Y-%m-%d}: {reason}"
+        )
+    with transaction.atomic(), audit_context(actor=by, reason=audit_reason):
         locked = _locked(change)
         _require(
             by, _active_sponsor_ids(locked), "approve", f"make change {locked.number} effective"
@@ -817,6 +902,13 @@ def change_make_effective(
             raise ObligationsUnmet(
                 f"Change {locked.number} cannot become effective: {problems}", unmet
             )
+        if early and not reason:
+            raise RuleViolation(
+                ChangeError.REASON_REQUIRED,
+                f"Change {locked.number} cannot become effective on {effective_day:%Y-%m-%d}, "
+                f"before its proposed effective date {locked.proposed_effective_date:%Y-%m-%d}, "
+                "without a reason.",
+            )
         for obligation in obligations:
             if obligation.kind == Obligation.NOTIFY:
                 obligation.status = SponsorObligation.Status.NOTIFIED
@@ -829,7 +921,8 @@ def change_make_effective(
                 deadline_mark_met(deadline=obligation.notice, by=by, reason="change effective")
         _move(locked, Status.EFFECTIVE)
         locked.effective_at = effective_at
-        locked.save(update_fields=["status", "effective_at"])
+        locked.early_effective_reason = reason if early else ""
+        locked.save(update_fields=["status", "effective_at", "early_effective_reason"])
         if locked.document_version_id:
             from documents.services import version_make_effective
 

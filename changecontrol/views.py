@@ -274,6 +274,13 @@ class MakeEffectiveForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="Empty: now.",
     )
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason",
+        help_text="Required when effective before the proposed effective date; shown to the "
+        "sponsors.",
+    )
 
 
 class ReasonForm(forms.Form):
@@ -500,7 +507,10 @@ def change_make_effective(request, number: str):
             effective_at = timezone.make_aware(effective_at, UTC)
         try:
             services.change_make_effective(
-                change=change, by=request.user, effective_at=effective_at
+                change=change,
+                by=request.user,
+                effective_at=effective_at,
+                reason=form.cleaned_data["reason"],
             )
         except services.ObligationsUnmet as error:
             form.add_error(None, f"Change {change.number} cannot become effective.")

@@ -1,10 +1,11 @@
-"""API of quality events and disposition: deviations (record, sponsor approval, acknowledgement),
-batch release/reject by e-signature, and the caller's in-app notifications. Sponsor-scoped."""
+"""API of quality events and disposition: deviations (record, investigation, sponsor approval,
+acknowledgement; filters by lot, batch and product), batch release/reject by e-signature, and the
+caller's in-app notifications. Sponsor-scoped."""
 
 from datetime import timedelta
 
 import django_filters.rest_framework as django_filters
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import (
@@ -21,6 +22,7 @@ from rest_framework.views import APIView
 from batches.disposition import batch_disposition
 from batches.models import Batch, Equipment, Lot
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_query import StrictQueryParameters
 from qms.models import Deadline, Notification, Signature
 from qms.notifications import notifications_for
 from qms.signatures import signatures_of
@@ -30,7 +32,12 @@ from sponsors.models import Severity
 from .capa import capa_list
 from .models import Capa, CapaAction, Deviation
 from .selectors import deadlines_of, deviation_list
-from .services import deviation_acknowledge, deviation_record, deviation_sponsor_decide
+from .services import (
+    deviation_acknowledge,
+    deviation_investigate,
+    deviation_record,
+    deviation_sponsor_decide,
+)
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused by a business rule (named)")
 NUMBER = OpenApiParameter(
@@ -48,11 +55,32 @@ class SignatureSerializer(serializers.ModelSerializer):
 
 
 class DeadlineSerializer(serializers.ModelSerializer):
-    is_overdue = serializers.BooleanField(read_only=True)
+    is_overdue = serializers.BooleanField(
+        read_only=True, help_text="Unmet past its due time, whatever reminders were sent."
+    )
+    is_late = serializers.BooleanField(
+        read_only=True, help_text="Met after its due time (it stays late)."
+    )
+    late_by = serializers.DurationField(
+        read_only=True,
+        allow_null=True,
+        help_text="How late, in whole minutes: met late, from due to met; overdue, to now.",
+    )
 
     class Meta:
         model = Deadline
-        fields = ["kind", "title", "status", "due_at", "notify_at", "notified_at", "is_overdue"]
+        fields = [
+            "kind",
+            "title",
+            "status",
+            "due_at",
+            "notify_at",
+            "notified_at",
+            "met_at",
+            "is_overdue",
+            "is_late",
+            "late_by",
+        ]
 
 
 class DeviationSerializer(serializers.ModelSerializer):
@@ -182,6 +210,21 @@ class DeviationRecordSerializer(serializers.Serializer):
         return [found[value] for value in wanted]
 
 
+class InvestigationSerializer(serializers.Serializer):
+    impact_assessment = serializers.CharField(required=False, allow_blank=True, default=None)
+    root_cause = serializers.CharField(required=False, allow_blank=True, default=None)
+    immediate_action = serializers.CharField(required=False, allow_blank=True, default=None)
+    disposition = serializers.ChoiceField(
+        choices=Deviation.Disposition.choices, required=False, allow_blank=True, default=None
+    )
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required to change or clear a finding already recorded (21 CFR 11.10(e)).",
+    )
+
+
 class SponsorDecisionSerializer(serializers.Serializer):
     password = serializers.CharField(
         style={"input_type": "password"}, trim_whitespace=False, write_only=True
@@ -235,8 +278,49 @@ def _signature_body(signature: Signature) -> dict:
     return SignatureSerializer(signature).data
 
 
+class DeviationApiFilter(django_filters.FilterSet):
+    """The list's filters. A deviation concerns a lot when it is linked to the lot or to the batch
+    that produced it, and a batch when linked to the batch or to one of its output lots."""
+
+    sponsor__code = django_filters.CharFilter(field_name="sponsor__code", label="Sponsor code")
+    severity = django_filters.ChoiceFilter(choices=Severity.choices)
+    status = django_filters.ChoiceFilter(choices=Deviation.Status.choices)
+    category = django_filters.ChoiceFilter(choices=Deviation.Category.choices)
+    lot = django_filters.CharFilter(method="concerning_lot", label="Lot number")
+    batch = django_filters.CharFilter(method="concerning_batch", label="Batch number")
+    product = django_filters.CharFilter(method="concerning_product", label="Product code")
+
+    class Meta:
+        model = Deviation
+        fields = ["sponsor__code", "severity", "status", "category", "lot", "batch", "product"]
+
+    @staticmethod
+    def _linked(queryset, condition: Q):
+        return queryset.filter(pk__in=Deviation.objects.filter(condition).values("pk"))
+
+    def concerning_lot(self, queryset, name, value):
+        return self._linked(
+            queryset,
+            Q(lots__lot_number=value) | Q(batches__output_lots__lot_number=value),
+        )
+
+    def concerning_batch(self, queryset, name, value):
+        return self._linked(queryset, Q(batches__number=value) | Q(lots__produced_by__number=value))
+
+    def concerning_product(self, queryset, name, value):
+        return self._linked(
+            queryset,
+            Q(batches__product__code=value)
+            | Q(lots__material__product__code=value)
+            | Q(lots__produced_by__product__code=value),
+        )
+
+
 @extend_schema_view(
-    list=extend_schema(summary="Deviations in your scope; filter by sponsor, severity, status"),
+    list=extend_schema(
+        summary="Deviations in your scope; filter by sponsor, severity, status, category, lot, "
+        "batch and product"
+    ),
     retrieve=extend_schema(
         summary="One deviation with links, deadlines, acknowledgement and impact records",
         parameters=[NUMBER],
@@ -245,12 +329,7 @@ def _signature_body(signature: Signature) -> dict:
 class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_field = "number"
     lookup_value_regex = r"[^/]+"
-    filterset_fields = {
-        "sponsor__code": ["exact"],
-        "severity": ["exact"],
-        "status": ["exact"],
-        "category": ["exact"],
-    }
+    filterset_class = DeviationApiFilter
 
     def get_queryset(self):
         deviations = deviation_list(user=self.request.user)
@@ -266,6 +345,8 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_serializer_class(self):
         if self.action == "create":
             return DeviationRecordSerializer
+        if self.action == "investigation":
+            return InvestigationSerializer
         if self.action == "list":
             return DeviationSerializer
         return DeviationDetailSerializer
@@ -313,6 +394,37 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return Response(DeviationDetailSerializer(created).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        summary="CMO: record or change the investigation findings",
+        description="A finding entered into an empty field needs no reason; changing or clearing "
+        "a recorded finding without a reason is refused (409), naming the record and the field.",
+        parameters=[NUMBER],
+        request=InvestigationSerializer,
+        responses={
+            200: DeviationDetailSerializer,
+            400: ERROR_RESPONSES[400],
+            403: ERROR_RESPONSES[403],
+            404: ERROR_RESPONSES[404],
+            409: CONFLICT,
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        filter_backends=[StrictQueryParameters],
+        pagination_class=None,
+    )
+    def investigation(self, request, number=None):
+        if not sponsor_ids_for(request.user, "change"):
+            raise exceptions.PermissionDenied("Only CMO staff investigate deviations.")
+        deviation = self.get_object()
+        data = InvestigationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deviation_investigate(deviation=deviation, by=request.user, **data.validated_data)
+        investigated = self._annotate(self.get_queryset().get(pk=deviation.pk))
+        return Response(DeviationDetailSerializer(investigated).data)
+
+    @extend_schema(
         summary="Sponsor approver: approve or reject the closure, by e-signature",
         parameters=[NUMBER],
         request=SponsorDecisionSerializer,
@@ -323,7 +435,7 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         detail=True,
         methods=["post"],
         url_path="sponsor-approval",
-        filter_backends=[],
+        filter_backends=[StrictQueryParameters],
         pagination_class=None,
     )
     def sponsor_approval(self, request, number=None):
@@ -342,13 +454,20 @@ class DeviationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
 
     @extend_schema(
-        summary="Sponsor: acknowledge the notice of a deviation",
+        summary="Sponsor approver: acknowledge the notice of a deviation",
+        description="Acknowledging is the sponsor approver's act: anyone else, a sponsor "
+        "auditor included, is refused (409).",
         parameters=[NUMBER],
         request=None,
         responses={200: DeviationDetailSerializer, 404: ERROR_RESPONSES[404], 409: CONFLICT},
         filters=False,
     )
-    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    @action(
+        detail=True,
+        methods=["post"],
+        filter_backends=[StrictQueryParameters],
+        pagination_class=None,
+    )
     def acknowledge(self, request, number=None):
         deviation = deviation_acknowledge(deviation=self.get_object(), user=request.user)
         acknowledged = self._annotate(self.get_queryset().get(pk=deviation.pk))

@@ -1,5 +1,9 @@
-"""CAPA: business actions (open, actions, effectiveness check, closure by e-signature) and the
-scoped, aging-annotated reads of CAPAs."""
+"""CAPA: business actions (open, corrections of the CAPA and its actions, actions, effectiveness
+check, closure by e-signature) and the scoped, aging-annotated reads of CAPAs.
+
+Only CMO staff working on the CAPA's sponsor write (`change`; closure `approve`); a sponsor's
+people read CAPAs through the API and never write them. Changing a value already recorded on a
+CAPA or an action needs a reason for the change (`deviations.reasons`)."""
 
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -32,6 +36,7 @@ from sponsors.models import Role, Sponsor
 from sponsors.selectors import agreement_in_force
 
 from .models import Capa, CapaAction, Deviation
+from .reasons import edits, require_reason
 
 
 class CapaError(StrEnum):
@@ -54,6 +59,14 @@ TRANSITIONS = {
 }
 
 NOTICE_RECIPIENTS = [Role.SPONSOR_APPROVER, Role.SPONSOR_AUDITOR]
+CAPA_FIELDS = {
+    "title": "title",
+    "description": "description",
+    "owner": "owner",
+    "effectiveness_due": "effectiveness check due date",
+    "effectiveness_criteria": "effectiveness criteria",
+}
+ACTION_FIELDS = {"description": "description", "owner": "owner", "due_date": "due date"}
 
 
 def _move(capa: Capa, target: str) -> None:
@@ -106,6 +119,7 @@ def _schedule_notice(capa: Capa, by) -> Deadline | None:
         recipient_roles=NOTICE_RECIPIENTS,
         notify_sponsor_contact=True,
         subject=capa,
+        is_met_by_notice=True,
         by=by,
     )
 
@@ -205,6 +219,99 @@ def _require_owner(owner, sponsor_id: int | None, what: str) -> None:
         )
 
 
+def capa_update(
+    *,
+    capa: Capa,
+    by,
+    reason: str = "",
+    title: str | None = None,
+    description: str | None = None,
+    owner=None,
+    effectiveness_due: date | None = None,
+    effectiveness_criteria: str | None = None,
+) -> Capa:
+    """Correct what a CAPA records (None: leave as it is). A CAPA has no draft state: it is a GxP
+    record, possibly notified to its sponsor, from the moment it is opened. So a value entered
+    into an empty field (criteria left out at opening) needs no reason, while changing or
+    clearing a recorded value (its title, description and owner always are) is refused without
+    one (21 CFR 11.10(e)); the reason is kept in the audit event. A closed CAPA cannot change."""
+    _require(by, capa.sponsor_id, "change", f"change {capa}")
+    if (title is not None and not title.strip()) or (
+        description is not None and not description.strip()
+    ):
+        raise RuleViolation(CapaError.INVALID, f"{capa} needs a title and a description.")
+    if owner is not None:
+        _require_owner(owner, capa.sponsor_id, f"own {capa}")
+    with transaction.atomic(), audit_context(actor=by, reason=(reason or "").strip() or None):
+        locked = _locked(capa)
+        _refuse_if_closed(locked, "it cannot change")
+        changes, recorded = edits(
+            locked,
+            {
+                "title": title,
+                "description": description,
+                "owner": owner,
+                "effectiveness_due": effectiveness_due,
+                "effectiveness_criteria": effectiveness_criteria,
+            },
+            CAPA_FIELDS,
+        )
+        require_reason(str(locked), recorded, reason, CapaError.REASON_REQUIRED)
+        if changes:
+            for name, value in changes.items():
+                setattr(locked, name, value)
+            locked.save(update_fields=list(changes))
+    capa.refresh_from_db()
+    return capa
+
+
+def capa_action_update(
+    *,
+    action: CapaAction,
+    by,
+    reason: str = "",
+    description: str | None = None,
+    owner=None,
+    due_date: date | None = None,
+) -> CapaAction:
+    """Correct an open action's description, owner or due date (None: leave as it is); each was
+    recorded when the action was added, so every change needs a reason (21 CFR 11.10(e)). A
+    completed action, or an action of a closed CAPA, cannot change."""
+    capa = action.capa
+    _require(by, capa.sponsor_id, "change", f"change actions of {capa}")
+    if description is not None and not description.strip():
+        raise RuleViolation(CapaError.ACTION_INVALID, f"Action {action} needs a description.")
+    if due_date is not None and due_date < capa.opened_at.date():
+        raise RuleViolation(
+            CapaError.ACTION_INVALID,
+            f"Action {action} cannot be due before {capa} was opened ({capa.opened_at:%Y-%m-%d}).",
+        )
+    if owner is not None:
+        _require_owner(owner, capa.sponsor_id, f"own action {action}")
+    with transaction.atomic(), audit_context(actor=by, reason=(reason or "").strip() or None):
+        locked_capa = _locked(capa)
+        _refuse_if_closed(locked_capa, "its actions cannot change")
+        locked = CapaAction.objects.select_for_update().get(pk=action.pk)
+        if locked.completed_at is not None:
+            raise RuleViolation(
+                CapaError.ACTION_COMPLETED,
+                f"Action {action} was completed on {locked.completed_at:%Y-%m-%d %H:%M} UTC: "
+                "it cannot change.",
+            )
+        changes, recorded = edits(
+            locked,
+            {"description": description, "owner": owner, "due_date": due_date},
+            ACTION_FIELDS,
+        )
+        require_reason(f"Action {action}", recorded, reason, CapaError.REASON_REQUIRED)
+        if changes:
+            for name, value in changes.items():
+                setattr(locked, name, value)
+            locked.save(update_fields=list(changes))
+    action.refresh_from_db()
+    return action
+
+
 def capa_action_add(*, capa: Capa, description: str, owner, due_date: date | None, by):
     """An action needs a description, an owner and a due date; adding the first one starts the
     CAPA's work."""
@@ -271,16 +378,21 @@ def capa_action_complete(*, action: CapaAction, note: str, by) -> CapaAction:
     return action
 
 
-def capa_effectiveness_start(*, capa: Capa, due_date: date | None, criteria: str, by) -> Capa:
+def capa_effectiveness_start(
+    *, capa: Capa, due_date: date | None, criteria: str, by, reason: str = ""
+) -> Capa:
     """Move a CAPA whose actions are under way to its effectiveness check, with the check's due
-    date and acceptance criteria."""
+    date and acceptance criteria. A due date or criteria already recorded (at opening, or for an
+    earlier check) changes only with a reason (21 CFR 11.10(e)). Starting a new check after an
+    ineffective result clears that result, which the audit trail keeps with the reason given
+    when it was recorded."""
     _require(by, capa.sponsor_id, "change", f"start the effectiveness check of {capa}")
     if due_date is None or not criteria.strip():
         raise RuleViolation(
             CapaError.INVALID,
             f"The effectiveness check of {capa} needs a due date and its criteria.",
         )
-    with transaction.atomic(), audit_context(actor=by):
+    with transaction.atomic(), audit_context(actor=by, reason=(reason or "").strip() or None):
         locked = _locked(capa)
         if not locked.actions.exists():
             raise RuleViolation(
@@ -288,6 +400,12 @@ def capa_effectiveness_start(*, capa: Capa, due_date: date | None, criteria: str
                 f"{locked} has no actions: add its actions before checking their effectiveness.",
             )
         _move(locked, Capa.Status.EFFECTIVENESS_CHECK)
+        _, recorded = edits(
+            locked,
+            {"effectiveness_due": due_date, "effectiveness_criteria": criteria},
+            CAPA_FIELDS,
+        )
+        require_reason(str(locked), recorded, reason, CapaError.REASON_REQUIRED)
         locked.effectiveness_due = due_date
         locked.effectiveness_criteria = criteria.strip()
         locked.effectiveness_result = ""

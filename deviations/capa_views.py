@@ -1,5 +1,6 @@
-"""CMO pages of CAPA: the list with aging, opening a CAPA, and the CAPA page (actions,
-effectiveness check, closure by e-signature, signatures and audit trail)."""
+"""CMO pages of CAPA: the list with aging, opening a CAPA, and the CAPA page (corrections of the
+CAPA and its actions with their reason for change, actions, effectiveness check, closure by
+e-signature, signatures and audit trail)."""
 
 import django_filters
 from django import forms
@@ -149,6 +150,37 @@ def capa_create(request):
     return render(request, "deviations/capa_create.html", {"form": form}, status=status)
 
 
+REASON_HELP = "Required when you change or clear a value already recorded (21 CFR 11.10(e))."
+
+
+def reason_field() -> forms.CharField:
+    return forms.CharField(required=False, label="Reason for change", help_text=REASON_HELP)
+
+
+class CapaEditForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    owner = forms.CharField(help_text="Username.")
+    effectiveness_due = forms.DateField(required=False, widget=DATE)
+    effectiveness_criteria = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    reason = reason_field()
+
+    def clean_owner(self):
+        return _user_named(self.cleaned_data.get("owner"), "owner")
+
+
+class ActionEditForm(forms.Form):
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    owner = forms.CharField(help_text="Username.")
+    due_date = forms.DateField(widget=DATE)
+    reason = reason_field()
+
+    def clean_owner(self):
+        return _user_named(self.cleaned_data.get("owner"), "owner")
+
+
 class ActionForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
     owner = forms.CharField(required=False, help_text="Username of the action's owner.")
@@ -167,6 +199,7 @@ class EffectivenessStartForm(forms.Form):
     criteria = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Acceptance criteria"
     )
+    reason = reason_field()
 
 
 class EffectivenessForm(forms.Form):
@@ -215,6 +248,7 @@ def capa_context(request, capa: Capa, **given) -> dict:
     status = capa.status
     working = status in (Capa.Status.OPEN, Capa.Status.IN_PROGRESS)
     initial_check = {"due_date": capa.effectiveness_due, "criteria": capa.effectiveness_criteria}
+    editable = may_change and capa.is_open
     return {
         "capa": capa,
         "actions": [
@@ -222,10 +256,20 @@ def capa_context(request, capa: Capa, **given) -> dict:
                 "action": action,
                 "is_overdue": not action.is_complete and action.due_date < today,
                 "form": given.get("complete_forms", {}).get(action.pk)
-                or (CompleteActionForm() if may_change and capa.is_open else None),
+                or (CompleteActionForm() if editable else None),
+                "edit_form": given.get("action_edit_forms", {}).get(action.pk)
+                or (
+                    ActionEditForm(
+                        initial=_action_initial(action), auto_id=_action_ids(action.sequence)
+                    )
+                    if editable and not action.is_complete
+                    else None
+                ),
             }
             for action in actions
         ],
+        "edit_form": given.get("edit_form")
+        or (CapaEditForm(initial=_capa_initial(capa), auto_id=CAPA_IDS) if editable else None),
         "deadlines": deadlines,
         "notices": notices,
         "action_form": given.get("action_form")
@@ -245,6 +289,31 @@ def capa_context(request, capa: Capa, **given) -> dict:
         "close_form": given.get("close_form")
         or (CloseForm() if may_approve and status == Capa.Status.EFFECTIVENESS_CHECK else None),
         **record_trail(capa, *actions, *deadlines),
+    }
+
+
+CAPA_IDS = "id_capa_%s"
+
+
+def _action_ids(sequence: int) -> str:
+    return f"id_action{sequence}_%s"
+
+
+def _capa_initial(capa: Capa) -> dict:
+    return {
+        "title": capa.title,
+        "description": capa.description,
+        "owner": capa.owner.get_username(),
+        "effectiveness_due": capa.effectiveness_due,
+        "effectiveness_criteria": capa.effectiveness_criteria,
+    }
+
+
+def _action_initial(action: CapaAction) -> dict:
+    return {
+        "description": action.description,
+        "owner": action.owner.get_username(),
+        "due_date": action.due_date,
     }
 
 
@@ -278,12 +347,49 @@ def capa_action_add(request, number: str):
 
 @cmo_required
 @require_POST
-def capa_action_complete(request, number: str, sequence: int):
+def capa_edit(request, number: str):
     capa = _capa(request, number)
+    form = CapaEditForm(request.POST, auto_id=CAPA_IDS)
+    if form.is_valid():
+        try:
+            services.capa_update(capa=capa, by=request.user, **form.cleaned_data)
+        except RuleViolation as error:
+            form.add_error(None, error.detail)
+        else:
+            messages.success(request, f"{capa} saved.")
+            return redirect(capa.get_absolute_url())
+    return _rerender(request, capa, edit_form=form)
+
+
+def _action(capa: Capa, sequence: int) -> CapaAction:
     try:
-        action = CapaAction.objects.select_related("capa").get(capa=capa, sequence=sequence)
+        return CapaAction.objects.select_related("capa").get(capa=capa, sequence=sequence)
     except CapaAction.DoesNotExist as missing:
         raise Http404(f"{capa} has no action A{sequence}.") from missing
+
+
+@cmo_required
+@require_POST
+def capa_action_edit(request, number: str, sequence: int):
+    capa = _capa(request, number)
+    action = _action(capa, sequence)
+    form = ActionEditForm(request.POST, auto_id=_action_ids(sequence))
+    if form.is_valid():
+        try:
+            services.capa_action_update(action=action, by=request.user, **form.cleaned_data)
+        except RuleViolation as error:
+            form.add_error(None, error.detail)
+        else:
+            messages.success(request, f"Action {action} saved.")
+            return redirect(capa.get_absolute_url())
+    return _rerender(request, capa, action_edit_forms={action.pk: form})
+
+
+@cmo_required
+@require_POST
+def capa_action_complete(request, number: str, sequence: int):
+    capa = _capa(request, number)
+    action = _action(capa, sequence)
     form = CompleteActionForm(request.POST)
     if form.is_valid():
         try:

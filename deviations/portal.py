@@ -24,7 +24,7 @@ from . import selectors, services
 from .models import Deviation
 from .views import PAGE_SIZE, duration, password_field, with_overdue
 
-SPONSOR_DEADLINES = ("deviation_notice", "investigation_summary")
+SPONSOR_DEADLINES = ("deviation_notice", "investigation_summary", services.CLOSURE_APPROVAL)
 
 
 class PortalDeviationFilter(django_filters.FilterSet):
@@ -32,13 +32,22 @@ class PortalDeviationFilter(django_filters.FilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices, label="Severity")
     status = django_filters.ChoiceFilter(choices=Deviation.Status.choices, label="Status")
     category = django_filters.ChoiceFilter(choices=Deviation.Category.choices, label="Category")
+    awaiting_acknowledgement = django_filters.BooleanFilter(
+        method="only_awaiting_acknowledgement",
+        label="Notice awaiting acknowledgement",
+        widget=forms.NullBooleanSelect,
+    )
 
     class Meta:
         model = Deviation
-        fields = ["q", "severity", "status", "category"]
+        fields = ["q", "severity", "status", "category", "awaiting_acknowledgement"]
 
     def search(self, queryset, name, value):
         return queryset.filter(number__icontains=value) | queryset.filter(title__icontains=value)
+
+    def only_awaiting_acknowledgement(self, queryset, name, value):
+        awaiting = selectors.awaiting_acknowledgement(queryset, user=self.request.user)
+        return awaiting if value else queryset.exclude(pk__in=awaiting.values("pk"))
 
 
 def _own_deviations(request, sponsor):
@@ -58,7 +67,7 @@ def _may_decide(user, sponsor) -> bool:
 def deviation_list(request):
     sponsor = _own_sponsor(request)
     deviations = with_overdue(_own_deviations(request, sponsor), request.user)
-    filterset = PortalDeviationFilter(request.GET, queryset=deviations)
+    filterset = PortalDeviationFilter(request.GET, queryset=deviations, request=request)
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     awaiting = _own_deviations(request, sponsor).filter(
         status=Deviation.Status.PENDING_SPONSOR_APPROVAL
@@ -112,7 +121,8 @@ def _detail(request, sponsor, deviation, *, decision_form=None, ack_error="", st
         "deadlines": deadlines,
         "notices": notices,
         "time_to_acknowledge": duration(deviation.time_to_acknowledge),
-        "may_acknowledge": deviation.sponsor_acknowledged_at is None,
+        "may_acknowledge": deviation.sponsor_acknowledged_at is None
+        and _may_decide(request.user, sponsor),
         "ack_error": ack_error,
         "decision_form": decision_form,
         **record_trail(deviation),

@@ -1,18 +1,23 @@
 """Business actions on deviations: recording (with cross-sponsor impact and the deadlines each
 sponsor's agreement sets), investigation, severity changes, sponsor acknowledgement, closure by
-e-signature and the sponsor's approval where the agreement reserves it."""
+e-signature and the sponsor's approval where the agreement reserves it.
+
+Who writes: CMO staff record, investigate and change severity (`change`), CMO QA approvers close
+(`approve`); on the sponsor's side only its approver acknowledges and decides
+(`sponsor_approve`). A sponsor auditor's access is read-only; anything undecidable is refused."""
 
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from batches.models import Consumption, Equipment, EquipmentUse, LabResult, Lot
 from qms.audit import audit_context
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
-from qms.notifications import deadline_cancel, deadline_schedule
+from qms.notifications import deadline_cancel, deadline_mark_met, deadline_schedule
 from qms.numbering import next_number
 from qms.signatures import signature_apply, signer_verify
 from qms.tenancy import is_cmo_user, sponsor_ids_for
@@ -21,6 +26,7 @@ from sponsors.selectors import agreement_in_force
 
 from .calendar import add_business_days
 from .models import Deviation
+from .reasons import edits, require_reason
 from .selectors import deadlines_of
 
 
@@ -49,6 +55,16 @@ TRANSITIONS = {
 
 NOTICE_RECIPIENTS = [Role.SPONSOR_APPROVER, Role.SPONSOR_AUDITOR]
 ESCALATION_RECIPIENTS = [Role.CMO_QA_APPROVER]
+CLOSURE_APPROVAL = "deviation_closure_approval"
+# The agreement sets no time for the sponsor's decision on a reserved closure: the request is
+# due in this many business days, so that a closure left waiting shows as overdue.
+CLOSURE_DECISION_BUSINESS_DAYS = 10
+INVESTIGATION_FIELDS = {
+    "impact_assessment": "impact assessment",
+    "root_cause": "root cause",
+    "immediate_action": "immediate action",
+    "disposition": "disposition",
+}
 
 
 def _move(deviation: Deviation, target: str) -> None:
@@ -62,10 +78,11 @@ def _move(deviation: Deviation, target: str) -> None:
 
 
 def _require(user, sponsor_id: int | None, action: str, what: str) -> None:
+    """CMO writes (`change`, `approve`): a sponsor's people never make them, whatever they hold."""
     if user.is_superuser:
         return
     ids = sponsor_ids_for(user, action)
-    if not (ids if sponsor_id is None else sponsor_id in ids):
+    if not (ids if sponsor_id is None else sponsor_id in ids) or not is_cmo_user(user):
         raise RuleViolation(DeviationError.NOT_PERMITTED, f"{user.get_username()} may not {what}.")
 
 
@@ -120,9 +137,10 @@ def _notice_hours(agreement: QualityAgreement | None, category: str, severity: s
 
 
 def _schedule_deadlines(deviation: Deviation, by) -> list[Deadline]:
-    """The sponsor notice (sent at once, due by the agreement's hours for the severity; if still
-    unsent when due it escalates to CMO QA approvers) and the investigation summary due date in
-    business days, from the agreement version in force at discovery."""
+    """The sponsor notice (sent at once, due by the agreement's hours for the severity, met when
+    sent; if still unsent when due it escalates to CMO QA approvers) and the investigation
+    summary due date in business days (met when CMO QA signs the investigation closed), from the
+    agreement version in force at discovery."""
     agreement = deviation.agreement
     made = []
     hours = _notice_hours(agreement, deviation.category, deviation.severity)
@@ -145,6 +163,7 @@ def _schedule_deadlines(deviation: Deviation, by) -> list[Deadline]:
             notify_sponsor_contact=True,
             subject=deviation,
             url=url,
+            is_met_by_notice=True,
             by=by,
         )
         made.append(notice)
@@ -161,6 +180,7 @@ def _schedule_deadlines(deviation: Deviation, by) -> list[Deadline]:
                 subject=deviation,
                 url=f"/deviations/{deviation.number}/",
                 escalates=notice,
+                is_met_by_notice=True,
                 by=by,
             )
         )
@@ -352,11 +372,18 @@ def deviation_investigate(
     disposition: str | None = None,
     reason: str = "",
 ) -> Deviation:
-    """Record investigation findings; the first edit moves an open deviation to investigation."""
+    """Record investigation findings; the first edit moves an open deviation to investigation.
+
+    Reason for change (21 CFR 11.10(e), see `deviations.reasons`): a deviation has no draft
+    state, so a finding entered into an empty field is its first entry and needs no reason,
+    while changing or clearing a finding already recorded (the immediate action recorded with
+    the deviation included) is refused without one; the reason is kept in the audit event.
+    Severity, the other field that can change, always needs a reason
+    (`deviation_change_severity`)."""
     _require(by, deviation.sponsor_id, "change", f"investigate {deviation}")
     if disposition is not None and disposition not in Deviation.Disposition.values:
         raise RuleViolation(DeviationError.INVALID, f"Unknown disposition {disposition!r}.")
-    with transaction.atomic(), audit_context(actor=by, reason=reason or None):
+    with transaction.atomic(), audit_context(actor=by, reason=reason.strip() or None):
         locked = Deviation.objects.select_for_update().get(pk=deviation.pk)
         if locked.status == Deviation.Status.OPEN:
             _move(locked, Deviation.Status.UNDER_INVESTIGATION)
@@ -366,21 +393,28 @@ def deviation_investigate(
                 f"{locked} is {locked.get_status_display().lower()}: its investigation cannot "
                 "change now.",
             )
-        for name, value in (
-            ("impact_assessment", impact_assessment),
-            ("root_cause", root_cause),
-            ("immediate_action", immediate_action),
-            ("disposition", disposition),
-        ):
-            if value is not None:
-                setattr(locked, name, value)
+        changes, recorded = edits(
+            locked,
+            {
+                "impact_assessment": impact_assessment,
+                "root_cause": root_cause,
+                "immediate_action": immediate_action,
+                "disposition": disposition,
+            },
+            INVESTIGATION_FIELDS,
+        )
+        require_reason(str(locked), recorded, reason, DeviationError.REASON_REQUIRED)
+        for name, value in changes.items():
+            setattr(locked, name, value)
         locked.save()
     deviation.refresh_from_db()
     return deviation
 
 
 def deviation_acknowledge(*, deviation: Deviation, user) -> Deviation:
-    """The sponsor acknowledges the notice (portal); the time to acknowledge is kept."""
+    """The sponsor's approver acknowledges the notice (portal, API); the time to acknowledge is
+    kept. Acknowledging is the sponsor QA approver's act (`sponsor_approve`): a sponsor auditor
+    reads only."""
     if (
         deviation.sponsor_id is None
         or is_cmo_user(user)
@@ -390,6 +424,12 @@ def deviation_acknowledge(*, deviation: Deviation, user) -> Deviation:
             DeviationError.NOT_PERMITTED,
             f"{user.get_username()} may not acknowledge {deviation}: only the sponsor's people "
             "acknowledge its notice.",
+        )
+    if deviation.sponsor_id not in sponsor_ids_for(user, "sponsor_approve"):
+        raise RuleViolation(
+            DeviationError.NOT_PERMITTED,
+            f"{user.get_username()} may not acknowledge {deviation}: acknowledging the notice is "
+            "the sponsor approver's act; a sponsor auditor's access is read-only.",
         )
     with transaction.atomic(), audit_context(actor=user):
         locked = Deviation.objects.select_for_update().get(pk=deviation.pk)
@@ -407,9 +447,11 @@ def deviation_acknowledge(*, deviation: Deviation, user) -> Deviation:
 
 
 def deviation_close(*, deviation: Deviation, user, password: str, request=None) -> Signature:
-    """CMO QA closes by e-signature ("closed") once the investigation is complete. Where the
-    agreement in force at discovery reserves closure of this severity to the sponsor, the
-    deviation waits for the sponsor approver's signature instead."""
+    """CMO QA closes by e-signature ("closed") once the investigation is complete, which meets
+    the investigation summary deadline. Where the agreement in force at discovery reserves
+    closure of this severity to the sponsor, the deviation waits for the sponsor approver's
+    signature instead, and the sponsor's approvers are asked for it once (in-app and e-mail, by
+    the deadline sweep)."""
     _require(user, deviation.sponsor_id, "approve", f"close {deviation}")
     signer_verify(user=user, password=password, request=request)
     with transaction.atomic(), audit_context(actor=user):
@@ -455,15 +497,44 @@ def deviation_close(*, deviation: Deviation, user, password: str, request=None) 
             locked.closed_at = timezone.now()
         locked.save(update_fields=["status", "closed_at"])
         signature = signature_apply(record=locked, user=user, meaning=Signature.Meaning.CLOSED)
+        for summary in deadlines_of(locked).unmet().filter(kind="investigation_summary"):
+            deadline_mark_met(
+                deadline=summary, by=user, reason=f"investigation of {locked} signed closed"
+            )
+        if needs_sponsor:
+            _ask_sponsor_to_decide(locked, user)
     deviation.refresh_from_db()
     return signature
+
+
+def _ask_sponsor_to_decide(deviation: Deviation, by) -> Deadline:
+    """One request per closure awaiting the sponsor (a closure rejected and signed again asks
+    again), notified at once to the sponsor's approvers and met when they decide."""
+    earlier = deadlines_of(deviation).filter(kind=CLOSURE_APPROVAL).count()
+    now = timezone.now()
+    return deadline_schedule(
+        sponsor=deviation.sponsor,
+        key=f"deviation:{deviation.pk}:closure-approval:{earlier + 1}",
+        kind=CLOSURE_APPROVAL,
+        title=f"Closure of {deviation.number} awaits your approval",
+        body=f"{deviation.get_severity_display()} {deviation.get_category_display().lower()} "
+        f"{deviation.number}: {deviation.title}\n\nCMO QA signed the investigation closed; "
+        f"quality agreement v{deviation.agreement.version} reserves the closure of a "
+        f"{deviation.get_severity_display().lower()} deviation to your approval.",
+        due_at=add_business_days(now, CLOSURE_DECISION_BUSINESS_DAYS),
+        notify_at=now,
+        recipient_roles=[Role.SPONSOR_APPROVER],
+        subject=deviation,
+        url=reverse("portal_deviations:detail", args=[deviation.number]),
+        by=by,
+    )
 
 
 def deviation_sponsor_decide(
     *, deviation: Deviation, user, password: str, approve: bool, comment: str = "", request=None
 ) -> Signature:
     """The sponsor approver approves (closes) or rejects (back to investigation) a closure the
-    agreement reserves to the sponsor."""
+    agreement reserves to the sponsor; either decision meets the request for it."""
     if deviation.sponsor_id is None or deviation.sponsor_id not in sponsor_ids_for(
         user, "sponsor_approve"
     ):
@@ -493,5 +564,10 @@ def deviation_sponsor_decide(
         locked.save(update_fields=["status", "closed_at"])
         meaning = Signature.Meaning.APPROVED if approve else Signature.Meaning.REJECTED
         signature = signature_apply(record=locked, user=user, meaning=meaning)
+        verb = "approved" if approve else "rejected"
+        for asked in deadlines_of(locked).unmet().filter(kind=CLOSURE_APPROVAL):
+            deadline_mark_met(
+                deadline=asked, by=user, reason=f"sponsor {verb} the closure of {locked}"
+            )
     deviation.refresh_from_db()
     return signature

@@ -16,7 +16,13 @@ urlpatterns = [
     path("capas/", capa_views.capa_list, name="capa-list"),
     path("capas/new/", capa_views.capa_create, name="capa-create"),
     path("capas/<str:number>/", capa_views.capa_detail, name="capa-detail"),
+    path("capas/<str:number>/edit/", capa_views.capa_edit, name="capa-edit"),
     path("capas/<str:number>/actions/", capa_views.capa_action_add, name="capa-action-add"),
+    path(
+        "capas/<str:number>/actions/<int:sequence>/edit/",
+        capa_views.capa_action_edit,
+        name="capa-action-edit",
+    ),
     path(
         "capas/<str:number>/actions/<int:sequence>/complete/",
         capa_views.capa_action_complete,

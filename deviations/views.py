@@ -61,11 +61,12 @@ def duration(delta) -> str:
 
 def with_overdue(deviations, user):
     """Annotate `has_overdue_deadline`: a deadline of the deviation (or of a site deviation's
-    impact records in the user's scope) is pending past its due time."""
-    overdue = Deadline.objects.for_user(user).filter(
-        content_type=ContentType.objects.get_for_model(Deviation),
-        status=Deadline.Status.PENDING,
-        due_at__lt=timezone.now(),
+    impact records in the user's scope) is unmet past its due time, whatever reminders were
+    sent."""
+    overdue = (
+        Deadline.objects.for_user(user)
+        .overdue()
+        .filter(content_type=ContentType.objects.get_for_model(Deviation))
     )
     own = overdue.filter(object_id=Cast(OuterRef("pk"), CharField()))
     impacts = Deviation.objects.for_user(user).filter(source=OuterRef("pk"), sponsor__isnull=False)
@@ -215,7 +216,10 @@ class InvestigationForm(forms.Form):
     root_cause = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     immediate_action = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     disposition = forms.ChoiceField(choices=Deviation.Disposition.choices, required=False)
-    reason = forms.CharField(required=False, help_text="Why the findings change, if they do.")
+    reason = forms.CharField(
+        required=False,
+        help_text="Required when you change or clear a finding already recorded (21 CFR 11.10(e)).",
+    )
 
 
 class SeverityForm(forms.Form):

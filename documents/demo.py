@@ -2,8 +2,10 @@
 batch records, in force (and trained on by the demo operator and verifier) before the first demo
 batch; site-wide gowning and cleaning SOPs; a sponsor specification; training required by role;
 and two SOPs revised recently, so the matrix shows who must retrain. Loaded before the
-manufacturing demo, whose steps pass the training gate. Idempotent: a second `load()` creates
-nothing. Signatures are signed in series (one password entry each), to keep the load fast."""
+manufacturing demo, whose steps pass the training gate. Made through the services at the times
+they claim (drafted, reviewed and approved before they take effect, trained on after approval).
+Idempotent: a second `load()` creates nothing. Signatures are signed in series (one password
+entry each), to keep the load fast."""
 
 import os
 from datetime import datetime, timedelta
@@ -13,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from batches.demo import PLANS
+from batches.demo import PLANS, moment
 from qms.audit import audit_context
 from sponsors.models import Role, Sponsor
 
@@ -21,10 +23,15 @@ from . import services
 from .models import Document, DocumentType, DocumentVersion, TrainingRequirement
 
 DEMO_PASSWORD_DEFAULT = "demo-password"
+FIRST_DRAFTED_DAYS_AGO = 170
+FIRST_REVIEWED_DAYS_AGO = 165
 FIRST_EFFECTIVE_DAYS_AGO = 160
 FIRST_TRAINED_DAYS_AGO = 155
-REVISION_EFFECTIVE_DAYS_AGO = 6
+REVISION_DRAFTED_DAYS_AGO = 20
+REVISION_REVIEWED_DAYS_AGO = 14
+REVISION_APPROVED_DAYS_AGO = 10
 REVISION_TRAINED_DAYS_AGO = 7
+REVISION_EFFECTIVE_DAYS_AGO = 6
 
 # number, title, type, sponsor code (None: site-wide), training required of a role / a person
 SITE_DOCUMENTS = [
@@ -131,21 +138,42 @@ class _Loader:
     def day(self, days_ago: int, hour: int = 6) -> datetime:
         return (self.now - timedelta(days=days_ago)).replace(hour=hour, minute=0)
 
+    def at(self, days_ago: int):
+        """The services inside act at 06:00 UTC `days_ago` days ago."""
+        return moment(self.day(days_ago), (self.author, self.reviewer, self.approver))
+
     def run(self) -> list[str]:
         specs = SITE_DOCUMENTS + step_documents()
         with transaction.atomic(), audit_context(reason="demo data"):
-            documents = {spec[0]: self.document(spec) for spec in specs}
-            first = [self.draft(documents[spec[0]], 1, "First issue.") for spec in specs]
-            self.sign(first, effective_from=self.day(FIRST_EFFECTIVE_DAYS_AGO))
-            for spec in specs:
-                self.require(documents[spec[0]], role=spec[4], username=spec[5])
-            for trainee in (self.reviewer, self.author):
-                self.train(trainee, 1, self.day(FIRST_TRAINED_DAYS_AGO))
-            revised = [
-                self.draft(documents[number], 2, summary) for number, summary in REVISIONS.items()
-            ]
-            self.sign(revised, effective_from=self.day(REVISION_EFFECTIVE_DAYS_AGO))
-            self.train(self.author, 2, self.day(REVISION_TRAINED_DAYS_AGO))
+            with self.at(FIRST_DRAFTED_DAYS_AGO):
+                documents = {spec[0]: self.document(spec) for spec in specs}
+                first = [self.draft(documents[spec[0]], 1, "First issue.") for spec in specs]
+            with self.at(FIRST_REVIEWED_DAYS_AGO):
+                self.review(first)
+            with self.at(FIRST_EFFECTIVE_DAYS_AGO):
+                self.approve(first, effective_from=self.day(FIRST_EFFECTIVE_DAYS_AGO))
+                for spec in specs:
+                    self.require(documents[spec[0]], role=spec[4], username=spec[5])
+            with self.at(FIRST_TRAINED_DAYS_AGO):
+                for trainee in (self.reviewer, self.author):
+                    self.train(trainee, 1)
+            with self.at(REVISION_DRAFTED_DAYS_AGO):
+                revised = [
+                    self.draft(documents[number], 2, summary)
+                    for number, summary in REVISIONS.items()
+                ]
+            with self.at(REVISION_REVIEWED_DAYS_AGO):
+                self.review(revised)
+            with self.at(REVISION_APPROVED_DAYS_AGO):
+                self.approve(revised, effective_from=self.day(REVISION_EFFECTIVE_DAYS_AGO))
+            with self.at(REVISION_TRAINED_DAYS_AGO):
+                self.train(self.author, 2)
+            # the beat's task puts approved versions in force when their effective date comes
+            if any(v.status == DocumentVersion.Status.APPROVED for v in revised):
+                with self.at(REVISION_EFFECTIVE_DAYS_AGO):
+                    services.versions_make_due_effective()
+                for version in revised:
+                    version.refresh_from_db()
         if self.stdout is not None:
             summary = f"{len(self.created)} records" if self.created else "nothing new"
             self.stdout.write(f"Documents and training demo: {summary}.")
@@ -188,14 +216,23 @@ class _Loader:
         self.created.append(f"{version.label}")
         return version
 
-    def sign(self, versions, *, effective_from: datetime) -> None:
-        """Review and approve, in one series each, the versions still in review."""
-        waiting = [v for v in versions if v.status == DocumentVersion.Status.IN_REVIEW]
-        unreviewed = [v for v in waiting if v.reviewed_at is None]
+    def review(self, versions) -> None:
+        """Review, in one series, the versions in review and not yet reviewed."""
+        unreviewed = [
+            v
+            for v in versions
+            if v.status == DocumentVersion.Status.IN_REVIEW and v.reviewed_at is None
+        ]
         if unreviewed:
             services.version_review_series(
                 versions=unreviewed, user=self.reviewer, password=self.password
             )
+            for version in unreviewed:
+                version.refresh_from_db()
+
+    def approve(self, versions, *, effective_from: datetime) -> None:
+        """Approve, in one series, the reviewed versions still in review."""
+        waiting = [v for v in versions if v.status == DocumentVersion.Status.IN_REVIEW]
         if waiting:
             services.version_approve_series(
                 versions=waiting,
@@ -214,8 +251,8 @@ class _Loader:
                 services.training_requirement_add(document=document, user=person, by=self.author)
                 self.created.append(f"training requirement {document.number} → {username}")
 
-    def train(self, trainee, number: int, completed_at: datetime) -> None:
-        """Train `trainee` on version `number` of every document required of them."""
+    def train(self, trainee, number: int) -> None:
+        """Train `trainee`, now, on version `number` of every document required of them."""
         from .selectors import required_documents_for
 
         versions = list(
@@ -234,7 +271,7 @@ class _Loader:
             user=trainee,
             versions=versions,
             trainee_password=self.password,
-            completed_at=completed_at,
+            completed_at=timezone.now(),
             note="Read and understood; demo training.",
         )
         self.created.extend(f"training of {trainee.username} on {v.label}" for v in versions)

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from .api_query import UnknownQueryParameter
 from .errors import RuleViolation
 from .models import AuditEvent
 
@@ -63,6 +64,7 @@ _CODES = {
     exceptions.Throttled: "throttled",
     exceptions.ParseError: "parse_error",
     exceptions.ValidationError: "invalid",
+    UnknownQueryParameter: "unknown_query_parameter",
 }
 
 

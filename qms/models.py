@@ -1,5 +1,7 @@
 """Kernel records: the audit trail, e-signatures, deadlines and notifications."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -7,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from .audit import audited
-from .tenancy import SponsorOwned, SponsorScopedManager
+from .tenancy import SponsorOwned, SponsorScopedManager, SponsorScopedQuerySet
 
 
 class AuditEvent(models.Model):
@@ -70,6 +72,7 @@ class Signature(models.Model):
         REJECTED = "rejected", "Rejected"
         CLOSED = "closed", "Closed"
         TRAINED = "trained", "Trained (read and understood)"
+        VERIFIED = "verified", "Verified (second person)"
 
     content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
     object_id = models.CharField(max_length=64)
@@ -96,10 +99,32 @@ class Signature(models.Model):
         return f"{self.printed_name} — {meaning} — {self.signed_at:%Y-%m-%d %H:%M} UTC"
 
 
+UNMET_STATUSES = ("pending", "notified")
+
+
+class DeadlineQuerySet(SponsorScopedQuerySet):
+    def unmet(self):
+        """Not yet met nor cancelled, whatever reminders were sent."""
+        return self.filter(status__in=UNMET_STATUSES)
+
+    def overdue(self, at=None):
+        """Unmet past the due time (pending or notified alike)."""
+        return self.unmet().filter(due_at__lt=at or timezone.now())
+
+
+def _whole_minutes(delta: timedelta) -> timedelta:
+    return timedelta(minutes=int(delta.total_seconds() // 60))
+
+
 @audited
 class Deadline(SponsorOwned):
     """Something that must happen by a time, e.g. "notify the sponsor of DEV-0007 within 24 h".
-    Lives in PostgreSQL so a worker restart loses nothing; the beat sweep notifies once."""
+    Lives in PostgreSQL so a worker restart loses nothing; the beat sweep notifies once.
+
+    A reminder does not meet a deadline: it stays unmet (and overdue once past due) until the
+    obligation is fulfilled (`met_at`), except where sending the notice is the obligation
+    itself (`is_met_by_notice`: a sponsor notice, an escalation), which the sweep meets when it
+    sends. A deadline met after its due time stays late, by `late_by`."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -115,6 +140,14 @@ class Deadline(SponsorOwned):
     notify_at = models.DateTimeField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     notified_at = models.DateTimeField(null=True, blank=True)
+    met_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the obligation was fulfilled."
+    )
+    is_met_by_notice = models.BooleanField(
+        default=False,
+        help_text="Sending the notice is what the deadline asks for (a sponsor notice, an "
+        "escalation): the sweep marks it met when it sends it.",
+    )
     recipient_roles = models.JSONField(default=list, blank=True)
     notify_sponsor_contact = models.BooleanField(default=False)
     content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT)
@@ -130,6 +163,8 @@ class Deadline(SponsorOwned):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = DeadlineQuerySet.as_manager()
+
     class Meta:
         ordering = ["due_at", "id"]
         indexes = [models.Index(fields=["status", "notify_at"])]
@@ -138,8 +173,30 @@ class Deadline(SponsorOwned):
         return self.title
 
     @property
+    def is_unmet(self) -> bool:
+        return self.status in UNMET_STATUSES
+
+    @property
     def is_overdue(self) -> bool:
-        return self.status == self.Status.PENDING and self.due_at < timezone.now()
+        """Unmet past its due time, whether or not a reminder was sent."""
+        return self.is_unmet and self.due_at < timezone.now()
+
+    @property
+    def late_by(self) -> timedelta | None:
+        """How late, in whole minutes (the resolution deadlines are stated in): for a deadline
+        met late, from its due time to when it was met; for an overdue one, to now. None when
+        on time, open and not yet due, or cancelled."""
+        if self.is_overdue:
+            return _whole_minutes(timezone.now() - self.due_at)
+        if self.status == self.Status.MET and self.met_at is not None:
+            late = _whole_minutes(self.met_at - self.due_at)
+            return late if late > timedelta(0) else None
+        return None
+
+    @property
+    def is_late(self) -> bool:
+        """Met after its due time: a deadline met late stays late."""
+        return self.status == self.Status.MET and self.late_by is not None
 
 
 @audited(exclude=("read_at",))
@@ -182,3 +239,27 @@ class Notification(SponsorOwned):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class IdempotencyKey(models.Model):
+    """The first successful answer to an API write sent with an `Idempotency-Key` header, kept
+    so that a retry of the same request answers the same and writes nothing (`qms.idempotency`).
+    The request is kept only as a keyed hash; passwords in it are never stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")
+        ]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.key})"

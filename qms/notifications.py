@@ -4,7 +4,11 @@ due exactly once per recipient, e-mail sent at most once per notification, and t
 Deadlines are rows in PostgreSQL, not broker messages, so a worker restart loses none. The sweep
 claims due rows with `select_for_update(skip_locked=True)`, the Notification unique constraints
 make a second notification for the same recipient impossible, and each e-mail is claimed with a
-conditional UPDATE on `emailed_at IS NULL` before it is sent."""
+conditional UPDATE on `emailed_at IS NULL` before it is sent.
+
+A notification is a reminder, not the fulfilment: a deadline stays unmet (overdue once past due)
+until the service of its record marks it met, except a deadline whose notice is the obligation
+itself (`is_met_by_notice`), which the sweep marks met, at the time it sends, when it sends it."""
 
 import logging
 from collections import defaultdict
@@ -16,7 +20,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from sponsors.models import AccessGrant, Role, Sponsor
@@ -73,11 +77,14 @@ def deadline_schedule(
     subject=None,
     url: str = "",
     escalates: Deadline | None = None,
+    is_met_by_notice: bool = False,
     by=None,
 ) -> Deadline:
     """Persist a deadline once per `key`: scheduling the same key again returns the existing row
     unchanged. `notify_at` (when the sweep notifies) defaults to `due_at`. `subject` is the record
-    the deadline is about; it must belong to `sponsor` when it belongs to a sponsor."""
+    the deadline is about; it must belong to `sponsor` when it belongs to a sponsor.
+    `is_met_by_notice`: sending the notice fulfils it (the sweep marks it met when it sends);
+    otherwise the notice is a reminder and the deadline stays unmet until marked met."""
     roles = list(dict.fromkeys(recipient_roles))
     existing = Deadline.objects.filter(key=key).first()
     if existing is not None:
@@ -108,6 +115,7 @@ def deadline_schedule(
         notify_sponsor_contact=notify_sponsor_contact,
         url=url,
         escalates=escalates,
+        is_met_by_notice=is_met_by_notice,
     )
     if subject is not None:
         subject_sponsor = getattr(subject, "sponsor_id", None)
@@ -148,8 +156,9 @@ def _same_sponsor(existing: Deadline, sponsor: Sponsor) -> Deadline:
 
 
 def deadline_mark_met(*, deadline: Deadline, by, reason: str = "") -> Deadline:
-    """The obligation was fulfilled: the sweep no longer notifies it. Callers (the service of the
-    record the deadline is about) check that `by` may act on it."""
+    """The obligation was fulfilled now (`met_at`; after the due time it stays late): the sweep
+    no longer notifies it. Callers (the service of the record the deadline is about) check that
+    `by` may act on it."""
     return _transition(deadline, Status.MET, by=by, reason=reason.strip() or "deadline met")
 
 
@@ -173,8 +182,12 @@ def _transition(deadline: Deadline, target: str, *, by, reason: str) -> Deadline
                 f"it cannot be {_VERB[target]}.",
             )
         locked.status = target
-        locked.save(update_fields=["status"])
-    deadline.status = locked.status
+        fields = ["status"]
+        if target == Status.MET:
+            locked.met_at = timezone.now()
+            fields.append("met_at")
+        locked.save(update_fields=fields)
+    deadline.status, deadline.met_at = locked.status, locked.met_at
     return locked
 
 
@@ -184,8 +197,10 @@ def _transition(deadline: Deadline, target: str, *, by, reason: str) -> Deadline
 def deadlines_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
     """Notify every pending deadline whose notify_at has passed, once: one in-app notification
     per user holding an active grant with one of its roles on its sponsor, plus the sponsor's
-    contact address when asked. An escalation whose deadline is no longer pending is closed as
-    met without a notice. E-mails go out after commit. Returns the deadlines notified."""
+    contact address when asked. A deadline met by its notice is met when sent (late if sent
+    after its due time); any other stays unmet, notified. An escalation whose deadline is no
+    longer pending is closed as met, when that deadline was met, without a notice. E-mails go
+    out after commit. Returns the deadlines notified."""
     now = now or timezone.now()
     with transaction.atomic(), audit_context(reason="deadline notification due"):
         due = list(
@@ -196,13 +211,24 @@ def deadlines_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
         )
         moot = [d for d in due if d.escalates_id and d.escalates.status != Status.PENDING]
         if moot:
-            Deadline.objects.filter(pk__in=[d.pk for d in moot]).update(status=Status.MET)
+            escalated_met_at = Deadline.objects.filter(pk=OuterRef("escalates_id")).values(
+                "met_at"
+            )[:1]
+            Deadline.objects.filter(pk__in=[d.pk for d in moot]).update(
+                status=Status.MET, met_at=Subquery(escalated_met_at)
+            )
             due = [d for d in due if d not in moot]
         if due:
             notifications = _notifications_for_deadlines(due, now=now)
             Notification.objects.bulk_create(notifications, ignore_conflicts=True)
-            Deadline.objects.filter(pk__in=[d.pk for d in due]).update(
-                status=Status.NOTIFIED, notified_at=timezone.now()
+            sent_at = timezone.now()
+            reminded = [d.pk for d in due if not d.is_met_by_notice]
+            fulfilled = [d.pk for d in due if d.is_met_by_notice]
+            Deadline.objects.filter(pk__in=reminded).update(
+                status=Status.NOTIFIED, notified_at=sent_at
+            )
+            Deadline.objects.filter(pk__in=fulfilled).update(
+                status=Status.MET, notified_at=sent_at, met_at=sent_at
             )
         deadline_ids = [d.pk for d in due]
         transaction.on_commit(lambda: _email_after_sweep(deadline_ids, now=now))

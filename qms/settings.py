@@ -126,6 +126,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "documents.tasks.documents_make_due_effective",
         "schedule": 60.0,
     },
+    "purge-idempotency-keys": {
+        "task": "qms.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+    },
 }
 
 AUTHENTICATION_BACKENDS = [
@@ -210,10 +214,16 @@ REST_FRAMEWORK = {
         "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "qms.api_query.WritesNeedAWriteRole",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "qms.api_query.ApiPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "qms.api_query.StrictQueryParameters",
+        "django_filters.rest_framework.DjangoFilterBackend",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "qms.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

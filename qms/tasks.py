@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from .audit import write_checkpoint
+from .idempotency import idempotency_keys_purge
 from .notifications import deadlines_send_due
 
 
@@ -19,3 +20,9 @@ def write_audit_checkpoint() -> int | None:
     records the same head twice. Returns the head's sequence number."""
     head = write_checkpoint()
     return head.seq if head is not None else None
+
+
+@shared_task(acks_late=True)
+def purge_idempotency_keys() -> int:
+    """Beat, hourly: forget API idempotency keys past their lifetime (safe to run twice)."""
+    return idempotency_keys_purge()

@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from sponsors.selectors import is_sponsor_user, sponsor_list
 
@@ -18,6 +18,7 @@ from .notifications import notification_mark_read, notifications_for
 
 
 @login_required
+@require_safe
 def home(request):
     if is_sponsor_user(request.user):
         return redirect("portal:home")
@@ -60,6 +61,7 @@ def audit_list(request):
 
 
 @login_required
+@require_safe
 def notification_list(request):
     page = Paginator(notifications_for(request.user), 25).get_page(request.GET.get("page"))
     return render(request, "qms/notifications.html", {"page": page})

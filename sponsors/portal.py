@@ -9,6 +9,7 @@ from qms.records import record_trail
 from qms.tenancy import sponsor_ids_for
 
 from . import selectors
+from .models import Obligation
 from .views import agreement_context
 
 
@@ -21,6 +22,25 @@ def _own_sponsor(request):
     return sponsor
 
 
+def _awaiting(user, sponsor) -> dict[str, int]:
+    """What awaits the sponsor's people: deviation closures awaiting its approval, deviation
+    notices awaiting acknowledgement, change-control obligations awaiting its decision."""
+    from changecontrol.models import ChangeRequest, SponsorObligation
+    from deviations.selectors import sponsor_awaiting
+
+    decisions = (
+        SponsorObligation.objects.for_user(user)
+        .filter(
+            sponsor=sponsor,
+            kind=Obligation.APPROVE,
+            status=SponsorObligation.Status.PENDING,
+            change__status=ChangeRequest.Status.AWAITING_SPONSORS,
+        )
+        .count()
+    )
+    return {**sponsor_awaiting(user=user, sponsor=sponsor), "changes": decisions}
+
+
 @portal_required
 def home(request):
     sponsor = _own_sponsor(request)
@@ -30,6 +50,8 @@ def home(request):
         "agreements": selectors.agreement_list(user=request.user, sponsor=sponsor),
         "in_force": selectors.agreement_in_force(sponsor=sponsor),
         "open_deviations": selectors.sponsor_open_deviations(user=request.user, sponsor=sponsor),
+        "awaiting": _awaiting(request.user, sponsor),
+        "may_decide": sponsor.pk in sponsor_ids_for(request.user, "sponsor_approve"),
     }
     return render(request, "portal/home.html", context)
 

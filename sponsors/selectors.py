@@ -55,16 +55,17 @@ def _count(queryset) -> Subquery:
 
 def sponsor_dashboard(*, user) -> list[Sponsor]:
     """Each sponsor the user works on, annotated with the counts of its open items (open
-    deviations by severity, its own and impact records alike; notices still unsent past their
-    deadline; batches awaiting release; open CAPAs) and the version of the agreement in force;
-    one query however many sponsors and rows."""
+    deviations by severity, its own and impact records alike; deadlines unmet past their due
+    time, whatever reminders were sent, and among them the deviation notices; batches awaiting
+    release; open CAPAs) and the version of the agreement in force; one query however many
+    sponsors and rows."""
     from batches.models import Batch, Lot
     from deviations.models import Capa, CapaAction, Deviation
 
     now = timezone.now()
     own = {"sponsor": OuterRef("pk")}
     in_force = QualityAgreement.objects.filter(**own).in_force(now).values("version")[:1]
-    pending = Deadline.objects.filter(**own, status=Deadline.Status.PENDING)
+    unmet = Deadline.objects.filter(**own).unmet()
     open_deviations = Deviation.objects.filter(**own).exclude(status=Deviation.Status.CLOSED)
     awaiting_release = Batch.objects.filter(
         **own, status__in=[Batch.Status.COMPLETED, Batch.Status.UNDER_REVIEW]
@@ -80,11 +81,11 @@ def sponsor_dashboard(*, user) -> list[Sponsor]:
                 QualityAgreement.objects.filter(**own, status=QualityAgreement.Status.DRAFT)
             ),
             agreement_version=Subquery(in_force),
-            open_deadlines=_count(pending),
-            overdue_deadlines=_count(pending.filter(due_at__lt=now)),
+            open_deadlines=_count(unmet),
+            overdue_deadlines=_count(unmet.overdue(now)),
             overdue_notices=_count(
-                pending.filter(
-                    kind__startswith="deviation_notice", escalates__isnull=True, due_at__lt=now
+                unmet.overdue(now).filter(
+                    kind__startswith="deviation_notice", escalates__isnull=True
                 )
             ),
             open_minor_deviations=_count(open_deviations.filter(severity=Severity.MINOR)),

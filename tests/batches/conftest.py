@@ -63,7 +63,9 @@ class Plant:
             executed = services.batch_record_step(
                 batch=batch, step=step, performed_by=self.operator, value=value
             )
-            services.batch_verify_step(executed=executed, verified_by=self.verifier)
+            services.batch_verify_step(
+                executed=executed, verified_by=self.verifier, password=PASSWORD
+            )
         lot = services.batch_complete(
             batch=batch,
             output_lot_number=self.next("L"),
@@ -71,11 +73,63 @@ class Plant:
             by=self.operator,
         )
         if release:
-            services.lot_disposition(lot=lot, user=self.qa, password=PASSWORD, release=True)
+            self.release(batch)
+            lot.refresh_from_db()
         return batch, lot
 
+    def with_bom(self, *materials, product=None):
+        """Put in force a new MBR version of `product` (A by default) whose bill of materials
+        also lists `materials`, so that its batches may consume them."""
+        product = product or self.product_a
+        current = services.mbr_in_force(product)
+        content = services.mbr_content(current)
+        content["bom"] += [(material, "1", material.unit) for material in materials]
+        mbr = services.mbr_create_draft(
+            product=product, by=self.operator, based_on=current, **content
+        )
+        services.mbr_review(mbr=mbr, user=self.verifier, password=PASSWORD)
+        services.mbr_approve(mbr=mbr, user=self.qa, password=PASSWORD)
+        services.mbr_make_effective(
+            mbr=mbr, by=self.qa, effective_from=timezone.now() - timedelta(hours=1)
+        )
+        return mbr
 
-def _mbr(product, materials, qa):
+    def package(self, batch, label_version="LBL-1 v1"):
+        """Packaging evidence of a batch: signed line clearance and a balanced reconciliation."""
+        packaging = services.packaging_start(batch=batch, label_version=label_version, by=self.qa)
+        services.packaging_clear_line(packaging=packaging, user=self.qa, password=PASSWORD)
+        services.packaging_reconcile(
+            packaging=packaging, issued=100, used=90, destroyed=5, returned=5, by=self.operator
+        )
+        return packaging
+
+    def sponsor_approver(self, sponsor):
+        approvers = self.__dict__.setdefault("_approvers", {})
+        if sponsor.pk not in approvers:
+            approvers[sponsor.pk] = make_user(
+                sponsor=sponsor, role=Role.SPONSOR_APPROVER, username=f"plant-sp-{sponsor.code}"
+            )
+        return approvers[sponsor.pk]
+
+    def release(self, batch):
+        """Release a completed batch and its output lots through its disposition: packaging
+        evidence when missing, CMO QA's signature, and the sponsor approver's where the
+        agreement (or its absence) reserves the release to the sponsor."""
+        from batches.disposition import batch_disposition
+        from batches.models import Batch, PackagingRecord
+
+        if not PackagingRecord.objects.filter(batch=batch).exists():
+            self.package(batch)
+        batch_disposition(batch=batch, user=self.qa, password=PASSWORD, release=True)
+        batch.refresh_from_db()
+        if batch.status != Batch.Status.RELEASED:
+            approver = self.sponsor_approver(batch.sponsor)
+            batch_disposition(batch=batch, user=approver, password=PASSWORD, release=True)
+            batch.refresh_from_db()
+        return batch
+
+
+def _mbr(product, materials, qa, author):
     mbr = services.mbr_create_draft(
         product=product,
         title=f"{product.name} manufacture",
@@ -99,8 +153,9 @@ def _mbr(product, materials, qa):
                 "high_limit": "15",
             },
         ],
-        by=qa,
+        by=author,
     )
+    services.mbr_review(mbr=mbr, user=qa, password=PASSWORD)
     services.mbr_approve(mbr=mbr, user=qa, password=PASSWORD)
     services.mbr_make_effective(mbr=mbr, by=qa, effective_from=timezone.now() - timedelta(days=1))
     return mbr
@@ -130,8 +185,8 @@ def plant(sponsor_a, sponsor_b):
     finished_b = Material.objects.create(
         code="FG-ZZOTHER-1", name="ZZOTHER tablets", kind="finished", unit="ea", product=product_b
     )
-    _mbr(product_a, [api, excipient], qa)
-    _mbr(product_b, [api], qa)
+    _mbr(product_a, [api, excipient], qa, operator)
+    _mbr(product_b, [api], qa, operator)
     tank = Equipment.objects.create(
         code="TANK-4",
         name="Tank 4",

@@ -20,8 +20,9 @@ MARKER = "zzother"
 NOT_FOUND = {"error": "not_found", "detail": "Not found, or not in your sponsor scope."}
 
 
-def _run(plant, product, inputs, *, equipment=(), number=None, lot_number=None):
-    """A batch from plan to released output lot, using `equipment` while it runs."""
+def _run(plant, product, inputs, *, equipment=(), number=None, lot_number=None, labels=None):
+    """A batch from plan to released output lot, using `equipment` while it runs; packaged
+    under the label version `labels` when given."""
     batch = services.batch_plan(
         product=product, number=number or plant.next("B"), by=plant.operator
     )
@@ -34,16 +35,31 @@ def _run(plant, product, inputs, *, equipment=(), number=None, lot_number=None):
         executed = services.batch_record_step(
             batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
         )
-        services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     lot = services.batch_complete(
         batch=batch,
         output_lot_number=lot_number or plant.next("L"),
         quantity="10",
         by=plant.operator,
     )
-    services.lot_disposition(lot=lot, user=plant.qa, password=PASSWORD, release=True)
+    if labels is not None:
+        plant.package(batch, label_version=labels)
+    plant.release(batch)
     lot.refresh_from_db()
     return batch, lot
+
+
+def _rework_mbr(plant):
+    """Version 2 of product A's MBR, which takes a finished lot back in (rework), reviewed,
+    approved and in force."""
+    draft = services.mbr_draft_new_version(product=plant.product_a, by=plant.operator)
+    content = services.mbr_content(draft)
+    content["bom"] = [*content["bom"], (plant.finished_a, "5", "ea")]
+    services.mbr_update_draft(mbr=draft, by=plant.operator, **content)
+    services.mbr_review(mbr=draft, user=plant.verifier, password=PASSWORD)
+    services.mbr_approve(mbr=draft, user=plant.qa, password=PASSWORD)
+    services.mbr_make_effective(mbr=draft, by=plant.qa)
+    return draft
 
 
 @dataclass
@@ -78,7 +94,7 @@ def record(plant):
     cleaning = services.cleaning_record(
         equipment=plant.tank, method="CIP alkaline wash", performed_by=plant.operator
     )
-    services.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier)
+    services.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier, password=PASSWORD)
     batch_b, lot_b = _run(
         plant,
         plant.product_b,
@@ -87,7 +103,10 @@ def record(plant):
         number="B-ZZOTHER-1",
         lot_number="L-ZZOTHER-1",
     )
-    batch_a2, lot_a2 = _run(plant, plant.product_a, [(lot_a1, "5"), (excipient, "5")])
+    _rework_mbr(plant)
+    batch_a2, lot_a2 = _run(
+        plant, plant.product_a, [(lot_a1, "5"), (excipient, "5")], labels="LBL-ALP-100 v3"
+    )
     services.lab_result_record(
         lot=lot_a2,
         test="Assay",
@@ -97,12 +116,6 @@ def record(plant):
         high_limit="105",
         unit="%",
         analyst=plant.qa,
-    )
-    packaging = services.packaging_start(
-        batch=batch_a2, label_version="LBL-ALP-100 v3", by=plant.operator
-    )
-    services.packaging_reconcile(
-        packaging=packaging, issued=100, used=90, destroyed=5, returned=5, by=plant.operator
     )
     northwind, other_chain = plant.customers
     ship_a = services.shipment_create(
@@ -233,7 +246,7 @@ def test_batch_list_shows_both_sponsors_batches(record):
     assert (row["product"], row["sponsor"], row["status"], row["mbr_version"]) == (
         "ALP-100",
         "alpha",
-        "completed",
+        "released",
         1,
     )
     assert row["yield_percent"] == "100.0"
@@ -263,19 +276,21 @@ def test_batch_detail_carries_steps_consumption_equipment_output_and_packaging(r
     first = _get(r.plant.qa, "batch-detail", r.batch_a1.number)
     assert [use["equipment"] for use in first["equipment_uses"]] == ["TANK-4"]
     assert first["equipment_uses"][0]["ended_at"] is not None
-    assert first["packaging"] is None
+    assert first["packaging"]["label_version"] == "LBL-1 v1"
 
 
 def test_master_batch_records_carry_bom_and_steps(record):
     rows = _get(record.plant.qa, "master-batch-record-list")["results"]
     assert {(row["product"], row["version"], row["status"]) for row in rows} == {
-        ("ALP-100", 1, "effective"),
+        ("ALP-100", 2, "effective"),
+        ("ALP-100", 1, "superseded"),
         ("ZZOTHER-1", 1, "effective"),
     }
     mbr = next(row for row in rows if row["product"] == "ALP-100")
     assert [(line["material"], line["quantity"]) for line in mbr["bom_lines"]] == [
         ("RM-API", "5.000"),
         ("RM-EXC", "5.000"),
+        ("FG-ALP-100", "5.000"),
     ]
     assert [(s["sequence"], s["title"], s["low_limit"]) for s in mbr["steps"]] == [
         (1, "Dispense", "5.0000"),
@@ -587,7 +602,6 @@ def test_batch_record_costs_the_same_queries_for_one_input_and_six(plant):
         services.lab_result_record(
             lot=output, test=test, method="Ph. Eur.", value="1", high_limit="2", analyst=plant.qa
         )
-    services.packaging_start(batch=large, label_version="LBL v1", by=plant.operator)
     url = "api:batch-detail"
     assert _count(plant.qa, reverse(url, args=[large.number])) == _count(
         plant.qa, reverse(url, args=[small.number])

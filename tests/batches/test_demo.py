@@ -1,5 +1,7 @@
 """The demo manufacturing record: loaded after `seed_demo`, idempotent, with a raw lot consumed
-by two sponsors' products and Tank 4 cleaned between two sponsors' batches."""
+by two sponsors' products, Tank 4 cleaned between two sponsors' batches, and lots released only
+through their batch's disposition (the sponsor's release too where its agreement requires it).
+The rules every demo record keeps are walked in test_demo_rules.py."""
 
 from io import StringIO
 
@@ -64,10 +66,13 @@ def _counts() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def loaded(django_db_setup, django_db_blocker):
+def loaded(django_db_setup, django_db_blocker, tmp_path_factory):
     """Load once for the module inside a transaction rolled back at its end; each test runs in
     a savepoint within it."""
-    fast = override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
+    fast = override_settings(
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        MEDIA_ROOT=tmp_path_factory.mktemp("demo-media"),
+    )
     with django_db_blocker.unblock(), fast, transaction.atomic():
         call_command("seed_demo", stdout=StringIO())
         demo.load()
@@ -103,6 +108,12 @@ def test_demo_counts(loaded):
     }
     statuses = {s: Lot.objects.filter(status=s).count() for s in Lot.Status.values}
     assert statuses == {"released": 30, "rejected": 1, "quarantine": 1}
+    batches = {s: Batch.objects.filter(status=s).count() for s in Batch.Status.values}
+    assert {s: n for s, n in batches.items() if n} == {
+        "released": 18,
+        "rejected": 1,
+        "under_review": 1,
+    }
     assert not ExecutedStep.objects.filter(verified_by__isnull=True).exists()
     assert not ExecutedStep.objects.filter(is_in_limits=False).exists()
     assert not PackagingRecord.objects.filter(reconciled_at__isnull=True).exists()
@@ -122,9 +133,11 @@ def test_each_sponsor_has_a_product_with_an_effective_mbr_and_months_of_batches(
         [mbr] = MasterBatchRecord.objects.filter(sponsor__code=code)
         assert mbr.status == "effective"
         assert mbr_in_force(mbr.product) == mbr
-        [(signature, check)] = signatures_for(mbr)
-        assert signature.meaning == "approved" and check.is_valid
-        assert signature.signer.username == "qa-approver"
+        signed = [
+            (s.meaning, s.signer.username, check.is_valid) for s, check in signatures_for(mbr)
+        ]
+        assert signed == [("reviewed", "operator", True), ("approved", "qa-approver", True)]
+        assert mbr.created_by.username == "qa"
         batches = Batch.objects.filter(sponsor__code=code).order_by("started_at")
         assert batches.count() == 4
         span = batches.last().started_at - batches.first().started_at
@@ -189,7 +202,9 @@ def test_demo_is_attributed_to_operator_qa_and_qa_approver(loaded):
     )
     assert verified.actor_username == "qa"
     released = Lot.objects.get(lot_number="ACM-L001")
-    [(signature, check)] = signatures_for(released)
+    assert released.status == "released"
+    assert signatures_for(released) == []
+    [(signature, check)] = signatures_for(batch)
     assert (signature.meaning, signature.signer.username, check.is_valid) == (
         "released",
         "qa-approver",
@@ -198,3 +213,44 @@ def test_demo_is_attributed_to_operator_qa_and_qa_approver(loaded):
     rejected = Lot.objects.get(status="rejected")
     assert rejected.lab_results.filter(outcome="oos").exists()
     assert not rejected.shipments.exists()
+    [(signature, check)] = signatures_for(rejected.produced_by)
+    assert (signature.meaning, signature.signer.username, check.is_valid) == (
+        "rejected",
+        "qa-approver",
+        True,
+    )
+
+
+def test_sponsor_release_lots_are_released_by_the_sponsor_after_cmo_qa(loaded):
+    for number in ("BOR-B001", "BOR-B002", "EOS-B001"):
+        batch = Batch.objects.get(number=number)
+        signed = [(s.meaning, s.signer.username) for s, _check in signatures_for(batch)]
+        sponsor = batch.sponsor.code
+        assert signed == [("released", "qa-approver"), ("released", f"{sponsor}-approver")]
+        assert batch.status == "released"
+        assert batch.output_lots.get().status == "released"
+
+
+def test_recent_batch_awaits_the_sponsors_release_and_is_not_shipped(loaded):
+    batch = Batch.objects.get(number="EOS-B004")
+    lot = batch.output_lots.get()
+
+    assert (batch.status, lot.status) == ("under_review", "quarantine")
+    assert batch.cmo_released_at is not None
+    assert [s.signer.username for s, _check in signatures_for(batch)] == ["qa-approver"]
+    assert not lot.shipments.exists()
+
+
+def test_oos_investigation_is_closed_with_the_sponsors_approval_before_the_rejection(loaded):
+    from deviations.models import Deviation
+
+    rejected = Lot.objects.get(status="rejected")
+    [investigation] = Deviation.objects.filter(lab_result__lot=rejected)
+    [(rejection, _check)] = signatures_for(rejected.produced_by)
+
+    assert (investigation.status, investigation.disposition) == ("closed", "reject")
+    assert [(s.meaning, s.signer.username) for s, _check in signatures_for(investigation)] == [
+        ("closed", "qa-approver"),
+        ("approved", "draco-approver"),
+    ]
+    assert investigation.discovered_at < investigation.closed_at <= rejection.signed_at

@@ -44,7 +44,7 @@ def run_full_batch(plant, product, inputs, *, equipment=None, ship_to=None, ship
         executed = services.batch_record_step(
             batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
         )
-        services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     lot = services.batch_complete(
         batch=batch, output_lot_number=plant.next("L"), quantity="9", by=plant.operator
     )
@@ -63,7 +63,8 @@ def run_full_batch(plant, product, inputs, *, equipment=None, ship_to=None, ship
     services.packaging_reconcile(
         packaging=packaging, issued=100, used=90, destroyed=6, returned=4, by=plant.operator
     )
-    services.lot_disposition(lot=lot, user=plant.qa, password=PASSWORD, release=True)
+    plant.release(batch)
+    lot.refresh_from_db()
     if ship_to is not None:
         services.shipment_create(
             lot=lot, customer=ship_to, quantity=ship_quantity, by=plant.operator
@@ -87,7 +88,7 @@ def build_site(plant) -> Site:
     cleaning = services.cleaning_record(
         equipment=plant.tank, method="CIP caustic wash", performed_by=plant.operator
     )
-    services.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier)
+    services.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier, password=PASSWORD)
     batch_b, lot_b = run_full_batch(
         plant, plant.product_b, [(raw, "5")], equipment=plant.tank, ship_to=zzother_pharmacy
     )
@@ -234,7 +235,9 @@ def test_batch_page_flags_a_step_out_of_limits(plant):
     services.batch_start(batch=batch, by=plant.operator)
     services.batch_consume(batch=batch, lot=raw, quantity="5", by=plant.operator)
     step = batch.mbr.steps.get(sequence=1)
-    services.batch_record_step(batch=batch, step=step, performed_by=plant.operator, value="7.5")
+    services.batch_record_step(
+        batch=batch, step=step, performed_by=plant.operator, value="7.5", note="Re-weighed."
+    )
     html = _get(_client(plant.qa), reverse("batches:batch", args=["B-OOL"]))
     assert "7.5 kg" in html and "no — out of limits" in html
     assert "not verified" in html and "not recorded" in html

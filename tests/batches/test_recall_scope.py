@@ -48,7 +48,7 @@ def _make(plant, product, inputs, material=None, quantity="50"):
         executed = services.batch_record_step(
             batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
         )
-        services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     lot = services.batch_complete(
         batch=batch,
         output_lot_number=plant.next("L"),
@@ -56,7 +56,8 @@ def _make(plant, product, inputs, material=None, quantity="50"):
         by=plant.operator,
         material=material,
     )
-    services.lot_disposition(lot=lot, user=plant.qa, password=PASSWORD, release=True)
+    plant.release(batch)
+    lot.refresh_from_db()
     return batch, lot
 
 
@@ -78,6 +79,8 @@ def genealogy(plant):
     bulk = Material.objects.create(
         code="INT-ZZ-BULK", name="ZZOTHER bulk blend", kind="intermediate", product=plant.product_b
     )
+    plant.with_bom(coating, granulate, cores)
+    plant.with_bom(bulk, plant.excipient, product=plant.product_b)
     second = Customer.objects.create(code="CUST-4", name="Southside Hospital Group")
     only_b = Customer.objects.create(code="CUST-3", name="ZZOTHER Direct Pharmacy")
     lots = {

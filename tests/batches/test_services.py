@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from batches import services
+from batches.disposition import batch_disposition
 from batches.models import (
     Batch,
     CleaningRecord,
@@ -62,7 +63,7 @@ def _record_all_steps(plant, batch) -> None:
         executed = services.batch_record_step(
             batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
         )
-        services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
 
 
 def _produce(plant, product, inputs, material=None, quantity="10", release=True):
@@ -78,7 +79,8 @@ def _produce(plant, product, inputs, material=None, quantity="10", release=True)
         material=material,
     )
     if release:
-        services.lot_disposition(lot=lot, user=plant.qa, password=PASSWORD, release=True)
+        plant.release(batch)
+        lot.refresh_from_db()
     return batch, lot
 
 
@@ -91,7 +93,7 @@ def _v2_draft(plant, product=None):
         theoretical_yield="10",
         bom=[(plant.api, "5", "kg")],
         steps=[{"title": "Blend", "parameter": "Time", "unit": "min", "low_limit": "12"}],
-        by=plant.qa,
+        by=plant.operator,
     )
 
 
@@ -418,10 +420,14 @@ def test_mbr_goes_draft_approved_effective_then_superseded(plant):
     assert (v2.version, v2.status) == (2, MasterBatchRecord.Status.DRAFT)
     assert [s.title for s in v2.steps.all()] == ["Blend"]
 
+    review = services.mbr_review(mbr=v2, user=plant.verifier, password=PASSWORD)
+    assert v2.status == MasterBatchRecord.Status.REVIEWED
     signature = services.mbr_approve(mbr=v2, user=plant.qa, password=PASSWORD)
     assert v2.status == MasterBatchRecord.Status.APPROVED
-    [(stored, check)] = signatures_for(v2)
-    assert stored == signature and stored.meaning == Signature.Meaning.APPROVED and check.is_valid
+    [(reviewed, first), (stored, check)] = signatures_for(v2)
+    assert reviewed == review and reviewed.meaning == Signature.Meaning.REVIEWED
+    assert stored == signature and stored.meaning == Signature.Meaning.APPROVED
+    assert first.is_valid and check.is_valid
 
     services.mbr_make_effective(mbr=v2, by=plant.qa)
     v1.refresh_from_db()
@@ -440,11 +446,12 @@ def test_mbr_cannot_become_effective_before_approval(plant):
 
 def test_mbr_approval_refused_once_approved(plant):
     draft = _v2_draft(plant)
+    services.mbr_review(mbr=draft, user=plant.verifier, password=PASSWORD)
     services.mbr_approve(mbr=draft, user=plant.qa, password=PASSWORD)
 
     with refused("MBR ALP-100 v2 is approved; it cannot become approved.", BatchError.MBR_STATUS):
         services.mbr_approve(mbr=draft, user=plant.qa, password=PASSWORD)
-    assert len(signatures_for(draft)) == 1
+    assert len(signatures_for(draft)) == 2
 
 
 def test_mbr_approval_refused_with_a_wrong_password(plant):
@@ -478,6 +485,7 @@ def test_batch_plan_refused_without_an_effective_mbr(plant):
         services.batch_plan(product=newcomer, number="B-NEW", by=plant.operator)
 
     draft = _v2_draft(plant, newcomer)
+    services.mbr_review(mbr=draft, user=plant.verifier, password=PASSWORD)
     services.mbr_approve(mbr=draft, user=plant.qa, password=PASSWORD)
     with refused(message, BatchError.MBR_MISSING):
         services.batch_plan(product=newcomer, number="B-NEW", by=plant.operator)
@@ -515,6 +523,7 @@ def test_batch_records_the_mbr_version_in_force_when_it_started(plant):
     assert waiting.mbr == v1
 
     v2 = _v2_draft(plant)
+    services.mbr_review(mbr=v2, user=plant.verifier, password=PASSWORD)
     services.mbr_approve(mbr=v2, user=plant.qa, password=PASSWORD)
     services.mbr_make_effective(mbr=v2, by=plant.qa)
     services.batch_start(batch=waiting, by=plant.operator)
@@ -571,11 +580,11 @@ def test_step_verified_by_its_performer_refused(plant):
         f"Step 1 of batch {batch} was performed by plant-operator; a second person must verify it.",
         BatchError.SECOND_PERSON,
     ):
-        services.batch_verify_step(executed=executed, verified_by=plant.operator)
+        services.batch_verify_step(executed=executed, verified_by=plant.operator, password=PASSWORD)
     executed.refresh_from_db()
     assert executed.verified_by is None
 
-    services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+    services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     assert executed.verified_by == plant.verifier and executed.verified_at is not None
 
 
@@ -584,10 +593,10 @@ def test_step_verified_twice_refused(plant):
     executed = services.batch_record_step(
         batch=batch, step=batch.mbr.steps.first(), performed_by=plant.operator, value="5"
     )
-    services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+    services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
 
     with refused(f"Step 1 of batch {batch} is already verified.", BatchError.STEP_INVALID):
-        services.batch_verify_step(executed=executed, verified_by=plant.qa)
+        services.batch_verify_step(executed=executed, verified_by=plant.qa, password=PASSWORD)
     executed.refresh_from_db()
     assert executed.verified_by == plant.verifier
 
@@ -600,7 +609,11 @@ def test_step_value_outside_its_limits_is_flagged(plant, value, in_limits):
     batch = _in_progress(plant)
 
     executed = services.batch_record_step(
-        batch=batch, step=batch.mbr.steps.first(), performed_by=plant.operator, value=value
+        batch=batch,
+        step=batch.mbr.steps.first(),
+        performed_by=plant.operator,
+        value=value,
+        note="" if in_limits else "Checked with the supervisor.",
     )
 
     executed.refresh_from_db()
@@ -671,7 +684,7 @@ def test_completion_refused_for_a_material_of_another_product(plant):
 
 
 def _used_and_ended(plant, product, start):
-    batch = _in_progress(plant, product)
+    batch = _in_progress(plant, product, at=start)
     use = services.equipment_use_start(
         batch=batch, equipment=plant.tank, by=plant.operator, at=start
     )
@@ -684,7 +697,9 @@ def _clean(plant, at, verified=True):
         equipment=plant.tank, method="CIP, caustic + rinse", performed_by=plant.operator, at=at
     )
     if verified:
-        services.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier, at=at)
+        services.cleaning_verify(
+            cleaning=cleaning, verified_by=plant.verifier, password=PASSWORD, at=at
+        )
     return cleaning
 
 
@@ -748,7 +763,7 @@ def test_equipment_use_ends_when_the_batch_completes(plant):
 def test_different_product_without_cleaning_refused(plant):
     start = timezone.now() - timedelta(hours=10)
     previous = _used_and_ended(plant, plant.product_a, start)
-    batch = _in_progress(plant, plant.product_b)
+    batch = _in_progress(plant, plant.product_b, at=start + timedelta(hours=2))
 
     with refused(
         f"TANK-4 last ran another product (ended {previous.ended_at:%Y-%m-%d %H:%M} UTC): a "
@@ -765,7 +780,7 @@ def test_different_product_after_an_unverified_cleaning_refused(plant):
     start = timezone.now() - timedelta(hours=10)
     previous = _used_and_ended(plant, plant.product_a, start)
     _clean(plant, start + timedelta(hours=3), verified=False)
-    batch = _in_progress(plant, plant.product_b)
+    batch = _in_progress(plant, plant.product_b, at=start + timedelta(hours=2))
 
     with refused(
         f"TANK-4 last ran another product (ended {previous.ended_at:%Y-%m-%d %H:%M} UTC): a "
@@ -782,7 +797,7 @@ def test_different_product_after_a_cleaning_before_the_previous_use_ended_refuse
     _clean(plant, start - timedelta(hours=1))
     _clean(plant, start + timedelta(hours=1))
     previous = _used_and_ended(plant, plant.product_a, start)
-    batch = _in_progress(plant, plant.product_b)
+    batch = _in_progress(plant, plant.product_b, at=start + timedelta(hours=2))
 
     with refused(
         f"TANK-4 last ran another product (ended {previous.ended_at:%Y-%m-%d %H:%M} UTC): a "
@@ -798,7 +813,7 @@ def test_different_product_after_a_cleaning_later_than_the_new_use_refused(plant
     start = timezone.now() - timedelta(hours=10)
     _used_and_ended(plant, plant.product_a, start)
     _clean(plant, start + timedelta(hours=5))
-    batch = _in_progress(plant, plant.product_b)
+    batch = _in_progress(plant, plant.product_b, at=start + timedelta(hours=2))
 
     with pytest.raises(RuleViolation) as info:
         services.equipment_use_start(
@@ -811,7 +826,7 @@ def test_different_product_after_a_verified_cleaning_accepted(plant):
     start = timezone.now() - timedelta(hours=10)
     _used_and_ended(plant, plant.product_a, start)
     _clean(plant, start + timedelta(hours=3))
-    batch = _in_progress(plant, plant.product_b)
+    batch = _in_progress(plant, plant.product_b, at=start + timedelta(hours=2))
 
     use = services.equipment_use_start(
         batch=batch, equipment=plant.tank, by=plant.operator, at=start + timedelta(hours=4)
@@ -823,7 +838,7 @@ def test_different_product_after_a_verified_cleaning_accepted(plant):
 def test_same_product_needs_no_cleaning(plant):
     start = timezone.now() - timedelta(hours=10)
     _used_and_ended(plant, plant.product_a, start)
-    batch = _in_progress(plant, plant.product_a)
+    batch = _in_progress(plant, plant.product_a, at=start + timedelta(hours=2))
 
     use = services.equipment_use_start(
         batch=batch, equipment=plant.tank, by=plant.operator, at=start + timedelta(hours=3)
@@ -840,7 +855,7 @@ def test_cleaning_verified_by_its_performer_refused(plant):
         f"{cleaning} was performed by plant-operator; a second person must verify it.",
         BatchError.SECOND_PERSON,
     ):
-        services.cleaning_verify(cleaning=cleaning, verified_by=plant.operator)
+        services.cleaning_verify(cleaning=cleaning, verified_by=plant.operator, password=PASSWORD)
     cleaning.refresh_from_db()
     assert not cleaning.is_verified
 
@@ -927,10 +942,10 @@ def test_balanced_label_reconciliation_accepted(plant):
 
 
 def test_shipping_a_lot_in_quarantine_refused(plant):
-    _, lot = plant.run_batch(plant.product_a, [], release=False)
+    batch, lot = plant.run_batch(plant.product_a, [], release=False)
 
     with refused(
-        f"Lot {lot} is in quarantine: only a released lot can be shipped.",
+        f"Lot {lot} cannot be shipped: its batch {batch} is completed, not released.",
         BatchError.LOT_NOT_RELEASED,
     ):
         services.shipment_create(
@@ -940,11 +955,13 @@ def test_shipping_a_lot_in_quarantine_refused(plant):
 
 
 def test_shipping_a_rejected_lot_refused(plant):
-    _, lot = plant.run_batch(plant.product_a, [], release=False)
-    services.lot_disposition(lot=lot, user=plant.qa, password=PASSWORD, release=False)
+    batch, lot = plant.run_batch(plant.product_a, [], release=False)
+    batch_disposition(batch=batch, user=plant.qa, password=PASSWORD, release=False)
+    lot.refresh_from_db()
 
     with refused(
-        f"Lot {lot} is rejected: only a released lot can be shipped.", BatchError.LOT_NOT_RELEASED
+        f"Lot {lot} cannot be shipped: its batch {batch} is rejected, not released.",
+        BatchError.LOT_NOT_RELEASED,
     ):
         services.shipment_create(
             lot=lot, customer=plant.customers[0], quantity="1", by=plant.operator
@@ -992,7 +1009,7 @@ def test_every_action_is_attributed_in_the_audit_trail(plant):
     executed = services.batch_record_step(
         batch=batch, step=batch.mbr.steps.first(), performed_by=plant.operator, value="5"
     )
-    services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+    services.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     consumption = services.batch_consume(batch=batch, lot=lot, quantity="2", by=plant.operator)
 
     events = AuditEvent.objects.filter(seq__gt=before)

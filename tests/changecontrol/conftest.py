@@ -76,13 +76,14 @@ class Three:
     def obligation(self, change, code):
         return change.obligations.get(sponsor=self.sponsors[code])
 
-    def decide(self, change, code, approve=True, comment=""):
+    def decide(self, change, code, approve=True, comment="", **kw):
         return cs.obligation_decide(
             obligation=self.obligation(change, code),
             user=self.approvers[code],
             password=PASSWORD,
             approve=approve,
             comment=comment,
+            **kw,
         )
 
 

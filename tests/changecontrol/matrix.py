@@ -1,9 +1,11 @@
 """This app's entries of the isolation matrix (tests/test_isolation.py).
 
-The own side's change affects products of both sponsors (alpha and ZZOTHER), so every page and
-endpoint an alpha actor can reach must show alpha's slice only; the other side's change affects
+The own side's change affects products of both sponsors (alpha and ZZOTHER) and carries a draft
+of ZZOTHER's own SOP, so every page and endpoint an alpha actor can reach must show alpha's slice
+only (its impact assessment and tasks, never ZZOTHER's record); the other side's change affects
 the ZZOTHER product only. Both are submitted (each sponsor must approve) and carry one task."""
 
+import dataclasses
 from datetime import timedelta
 
 from django.utils import timezone
@@ -32,6 +34,20 @@ def _task_complete(actor, side):
     if actor not in CMO_ACTORS:
         return 403
     return 400 if side == OWN else 404
+
+
+def _read_only_for_auditors(route):
+    """A decision is a write: a sponsor auditor's read-only access is refused (403) before any
+    record is looked up; every other actor gets what the general rules say."""
+
+    def expect(actor, side):
+        from tests.test_isolation import AUDITOR, AUDITOR_EXPIRED, expected_status
+
+        if actor in (AUDITOR, AUDITOR_EXPIRED):
+            return 403
+        return expected_status(route, actor, side)
+
+    return dataclasses.replace(route, expect=expect)
 
 
 def _routes() -> dict:
@@ -67,19 +83,23 @@ def _routes() -> dict:
         "changecontrol:cancel": cmo_post(),
         "portal_changecontrol:list": Route("portal", scoped=False),
         "portal_changecontrol:detail": Route("portal", args=_number),
-        "portal_changecontrol:decide": Route("portal", args=_number, method="post", ok=400),
+        "portal_changecontrol:decide": _read_only_for_auditors(
+            Route("portal", args=_number, method="post", ok=400)
+        ),
         "api:change-request-list": Route("api", scoped=False),
         "api:change-request-detail": Route("api", args=_number),
         "api:change-request-obligations": Route("api", args=_number),
         "api:change-request-make-effective": Route(
             "api", args=_number, method="post", json_body="{}", ok=409, cmo_writes=True
         ),
-        "api:change-request-obligation-decision": Route(
-            "api",
-            args=lambda w, s, a: [w.changes[s]["change"].number, w.sponsors[s].code],
-            method="post",
-            json_body="{}",
-            ok=400,
+        "api:change-request-obligation-decision": _read_only_for_auditors(
+            Route(
+                "api",
+                args=lambda w, s, a: [w.changes[s]["change"].number, w.sponsors[s].code],
+                method="post",
+                json_body="{}",
+                ok=400,
+            )
         ),
     }
 
@@ -105,27 +125,31 @@ def build(world) -> dict:
             obligation="approve",
             lead_time_days=30,
         )
-    out = {}
-    for side, products in (
-        (OWN, [world.products[OWN], world.products[OTHER]]),
-        (OTHER, [world.products[OTHER]]),
-    ):
+    documents, versions = {}, {}
+    for side in (OWN, OTHER):
         tag = MARKER if side == OTHER else "Alpha"
-        document = document_services.document_create(
+        documents[side] = document_services.document_create(
             number=f"{tag}-SOP-CC",
             title=f"{tag} cleaning SOP",
             doc_type="sop",
             sponsor=sponsors[side],
             by=qa,
         )
-        document_services.version_create_draft(
-            document=document, change_summary=f"{tag} first issue", by=qa
+        versions[side] = document_services.version_create_draft(
+            document=documents[side], change_summary=f"{tag} first issue", by=qa
         )
+    out = {}
+    for side, products, carried in (
+        (OWN, [world.products[OWN], world.products[OTHER]], versions[OTHER]),
+        (OTHER, [world.products[OTHER]], None),
+    ):
+        tag = MARKER if side == OTHER else "Alpha"
         change = change_services.change_create(
             title=f"{tag} line clearance revision",
             description=f"{tag} adds a second-person check.",
             category="sop",
             products=products,
+            document_version=carried,
             subject_text=f"{tag} SOP-QA-014 revision 5",
             proposed_effective_date=timezone.localdate() + timedelta(days=60),
             by=qa,
@@ -146,5 +170,5 @@ def build(world) -> dict:
             due_date=timezone.localdate() + timedelta(days=10),
             by=qa,
         )
-        out[side] = {"change": change, "task": task, "document": document}
+        out[side] = {"change": change, "task": task, "document": documents[side]}
     return out

@@ -25,8 +25,18 @@ SLICE_FIELDS = {
     "description",
     "category",
     "status",
+    "subject_text",
+    "carries",
+    "risk_severity",
+    "risk_probability",
+    "risk_detectability",
+    "risk_priority",
+    "risk_level",
+    "risk_rationale",
+    "tasks",
     "proposed_effective_date",
     "effective_at",
+    "early_effective_reason",
     "products",
     "obligation",
 }
@@ -110,18 +120,21 @@ def test_a_sponsor_user_gets_only_its_slice(three, contested, who):
     obligations = client.get(_url("obligations", contested.number)).json()
     assert [o["sponsor"] for o in obligations] == ["acme"]
     _assert_only_acme(obligations)
-    # another sponsor's obligation
+    # another sponsor's obligation: not found for the approver; an auditor writes nothing
     response = client.post(
         _url("obligation-decision", contested.number, "borealis"),
         {"approve": True, "password": PASSWORD},
         format="json",
     )
-    assert response.status_code == 404
+    assert response.status_code == (404 if who == "approvers" else 403)
+    assert "Borealis" not in response.content.decode()
 
 
-def test_a_sponsor_cannot_filter_by_what_its_slice_does_not_show(three, contested):
+def test_a_sponsor_filters_its_slice_by_status_category_and_risk_level(three, contested):
     client = _client(three.auditors["acme"])
-    assert len(client.get(_url("list") + "?risk_level=high").json()["results"]) == 1
+    assert len(client.get(_url("list") + "?risk_level=high").json()["results"]) == 0
+    assert len(client.get(_url("list") + "?risk_level=low").json()["results"]) == 1
+    assert len(client.get(_url("list") + "?category=process_parameter").json()["results"]) == 1
     assert len(client.get(_url("list") + "?status=approved").json()["results"]) == 0
     qa = _client(three.qa)
     assert len(qa.get(_url("list") + "?risk_level=high").json()["results"]) == 0
@@ -145,9 +158,11 @@ def test_make_effective_answers_409_with_every_unmet_obligation(three):
 
 
 def test_make_effective_succeeds_once_met(three):
-    change = three.submitted(codes=("acme", "cygnus"))
+    change = three.submitted(
+        codes=("acme", "cygnus"), proposed_effective_date=timezone.localdate() + timedelta(days=30)
+    )
     three.decide(change, "acme")
-    moment = timezone.now() + timedelta(days=1)
+    moment = timezone.now() + timedelta(days=30)
     response = _client(three.qa).post(
         _url("make-effective", change.number), {"effective_at": moment.isoformat()}, format="json"
     )

@@ -267,13 +267,14 @@ def test_rejection_shows_blocked_then_rescope_and_make_effective(three):
     html = _get(client, _detail(change))
     assert "removed</span>" in html and "Acme keeps its process." in html
     assert "Withdrawn (sponsor no longer affected)" in html
-    _post(client, _action("make-effective", change))
+    day = timezone.localdate() + timedelta(days=60)
+    _post(client, _action("make-effective", change), {"effective_at": f"{day:%Y-%m-%d}T12:00"})
     change.refresh_from_db()
     assert change.status == ChangeRequest.Status.EFFECTIVE
 
 
 def test_tasks_then_close(three):
-    change = three.submitted(codes=("cygnus",))
+    change = three.submitted(codes=("cygnus",), proposed_effective_date=timezone.localdate())
     client = _client(three.qa)
     _post(
         client,

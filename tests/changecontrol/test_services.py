@@ -424,18 +424,22 @@ def test_not_effective_while_any_obligation_is_unmet_then_effective_once_met(thr
         ("acme", "approve"),
         ("borealis", "notify"),
     ]
-    # when / then: notice sent today, approval given, but 20 days is short of 30
+    # when / then: notices sent today, approval given, but 20 days is short of 30 for both
     deadlines_send_due(now=timezone.now())
     three.decide(change, "acme")
     error = _refused(cs.change_make_effective, change=change, by=three.qa, effective_at=_noon(20))
     assert error.detail == (
-        f"Change {change.number} cannot become effective: Sponsor Borealis Medical Devices: "
-        f"notice sent {_today()}, 30 days lead time needs it by {_today(-10)} for effective "
-        f"{_today(20)}."
+        f"Change {change.number} cannot become effective: Sponsor Acme Pharmaceuticals: "
+        f"approved, notice sent {_today()}, 30 days lead time needs it by {_today(-10)} for "
+        f"effective {_today(20)}, and the signed approval accepts no earlier date; Sponsor "
+        f"Borealis Medical Devices: notice sent {_today()}, 30 days lead time needs it by "
+        f"{_today(-10)} for effective {_today(20)}."
     )
     assert ChangeRequest.objects.get(pk=change.pk).status == Status.APPROVED
-    # when: effective 30 days after the notice
-    cs.change_make_effective(change=change, by=three.qa, effective_at=_noon(30))
+    # when: effective 30 days after the notices (before the proposed date, with a reason)
+    cs.change_make_effective(
+        change=change, by=three.qa, effective_at=_noon(30), reason="Supplier deadline."
+    )
     # then
     assert change.status == Status.EFFECTIVE
     assert change.effective_at == _noon(30)
@@ -446,7 +450,9 @@ def test_not_effective_while_any_obligation_is_unmet_then_effective_once_met(thr
 
 
 def test_lead_time_exactly_met_is_enough_one_day_short_is_not(three):
-    change = three.submitted(codes=("borealis",))
+    change = three.submitted(
+        codes=("borealis",), proposed_effective_date=timezone.localdate() + timedelta(days=30)
+    )
     deadlines_send_due(now=timezone.now())
     error = _refused(cs.change_make_effective, change=change, by=three.qa, effective_at=_noon(29))
     assert error.detail == (
@@ -464,7 +470,7 @@ def test_a_sponsor_rejection_blocks_the_change(three):
     three.decide(change, "borealis")
     three.decide(change, "acme", approve=False, comment="Validation data missing.")
     # when
-    error = _refused(cs.change_make_effective, change=change, by=three.qa)
+    error = _refused(cs.change_make_effective, change=change, by=three.qa, effective_at=_noon(60))
     # then
     assert error.detail == (
         f"Change {change.number} cannot become effective: Sponsor Acme Pharmaceuticals: "
@@ -494,7 +500,7 @@ def test_rescoping_without_the_rejecting_sponsor_is_audited_and_unblocks(three):
     obligation_events = [e for e in history_for(acme) if e.changes.get("status")]
     assert obligation_events[-1].changes["status"] == ["rejected", "withdrawn"]
     assert obligation_events[-1].reason == reason
-    cs.change_make_effective(change=change, by=three.qa)
+    cs.change_make_effective(change=change, by=three.qa, effective_at=_noon(60))
     assert change.status == Status.EFFECTIVE
 
 
@@ -556,7 +562,7 @@ def test_an_effective_date_cannot_be_in_the_past(three):
 
 def test_closure_waits_for_every_task_and_an_effective_change(three):
     # given
-    change = three.submitted(codes=("cygnus",))
+    change = three.submitted(codes=("cygnus",), proposed_effective_date=timezone.localdate())
     due = timezone.localdate() + timedelta(days=7)
     task = cs.change_task_add(
         change=change,

@@ -39,6 +39,12 @@ def agreed(plant):
     return plant
 
 
+def _sign_off(plant, mbr) -> None:
+    """The second-person review and QA approval of an MBR version written by the operator."""
+    bs.mbr_review(mbr=mbr, user=plant.verifier, password=PASSWORD)
+    bs.mbr_approve(mbr=mbr, user=plant.qa, password=PASSWORD)
+
+
 def _new_version(plant, approve=True) -> MasterBatchRecord:
     mbr = bs.mbr_create_draft(
         product=plant.product_a,
@@ -48,10 +54,10 @@ def _new_version(plant, approve=True) -> MasterBatchRecord:
         theoretical_yield="10",
         bom=[(plant.api, "5", "kg"), (plant.excipient, "5", "kg")],
         steps=STEPS,
-        by=plant.qa,
+        by=plant.operator,
     )
     if approve:
-        bs.mbr_approve(mbr=mbr, user=plant.qa, password=PASSWORD)
+        _sign_off(plant, mbr)
     return mbr
 
 
@@ -62,7 +68,7 @@ def _change(plant, mbr) -> ChangeRequest:
         category="master_batch_record",
         products=[plant.product_a],
         mbr=mbr,
-        proposed_effective_date=timezone.localdate() + timedelta(days=1),
+        proposed_effective_date=timezone.localdate(),
         by=plant.qa,
     )
     cs.change_assess(
@@ -77,30 +83,32 @@ def _change(plant, mbr) -> ChangeRequest:
 
 
 def _run(plant, number: str, started_at):
-    """A batch of product A started at `started_at`, its steps recorded after that."""
+    """A batch of product A started at `started_at`, its steps recorded seconds after that
+    (nothing is recorded for a time more than a few minutes ahead)."""
     batch = bs.batch_plan(
         product=plant.product_a, number=number, by=plant.operator, planned_at=started_at
     )
     bs.batch_start(batch=batch, by=plant.operator, started_at=started_at)
-    for minutes, step in enumerate(batch.mbr.steps.all(), start=1):
+    for index, step in enumerate(batch.mbr.steps.all(), start=1):
         executed = bs.batch_record_step(
             batch=batch,
             step=step,
             performed_by=plant.operator,
             value=step.low_limit,
-            at=started_at + timedelta(minutes=minutes),
+            at=started_at + timedelta(seconds=2 * index),
         )
         bs.batch_verify_step(
             executed=executed,
             verified_by=plant.verifier,
-            at=started_at + timedelta(minutes=minutes + 1),
+            password=PASSWORD,
+            at=started_at + timedelta(seconds=2 * index + 1),
         )
     lot = bs.batch_complete(
         batch=batch,
         output_lot_number=f"L-{number}",
         quantity="10",
         by=plant.operator,
-        at=started_at + timedelta(hours=1),
+        at=started_at + timedelta(seconds=60),
     )
     return batch, lot
 
@@ -123,14 +131,58 @@ def test_a_version_carried_by_an_open_change_becomes_effective_only_through_it(a
     assert v2.status == MasterBatchRecord.Status.APPROVED
 
 
+def test_a_draft_mbr_carried_by_a_change_is_signed_off_then_put_in_force_by_the_change(agreed):
+    # given: a draft v2 written for a process-parameter change, which carries it
+    plant = agreed
+    v1 = MasterBatchRecord.objects.get(product=plant.product_a, version=1)
+    v2 = _new_version(plant, approve=False)
+    assert v2.status == MasterBatchRecord.Status.DRAFT
+    change = cs.change_create(
+        title="Blend time 10–20 min",
+        description="Widened after the uniformity study.",
+        category="process_parameter",
+        products=[plant.product_a],
+        mbr=v2,
+        proposed_effective_date=timezone.localdate(),
+        by=plant.qa,
+    )
+    # when: reviewed and approved by signature while carried
+    _sign_off(plant, v2)
+    # then: it cannot be put in force outside the change
+    with pytest.raises(RuleViolation) as caught:
+        bs.mbr_make_effective(mbr=v2, by=plant.qa)
+    assert caught.value.detail == (
+        f"MBR ALP-100 v2 is carried by change {change.number}; it becomes effective when that "
+        "change does."
+    )
+    v2.refresh_from_db()
+    assert v2.status == MasterBatchRecord.Status.APPROVED
+    # when: the change is assessed, submitted and made effective
+    cs.change_assess(
+        change=change, by=plant.qa, severity=2, probability=2, detectability=2, rationale="Minor."
+    )
+    cs.change_submit(change=change, by=plant.qa)
+    cs.change_make_effective(change=change, by=plant.qa)
+    # then: v2 is in force from the change's effective moment, v1 superseded
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert change.status == ChangeRequest.Status.EFFECTIVE
+    assert (v2.status, v2.effective_from) == (
+        MasterBatchRecord.Status.EFFECTIVE,
+        change.effective_at,
+    )
+    assert v1.status == MasterBatchRecord.Status.SUPERSEDED
+    assert bs.mbr_in_force(plant.product_a) == v2
+
+
 def test_a_change_carries_only_a_draft_or_approved_version_of_an_affected_product(agreed):
     plant = agreed
     v1 = MasterBatchRecord.objects.get(product=plant.product_a, version=1)
     with pytest.raises(RuleViolation) as caught:
         _change(plant, v1)
     assert caught.value.detail == (
-        "A change request cannot carry MBR ALP-100 v1: it is effective; only a draft or "
-        "approved version can be put in force by a change."
+        "A change request cannot carry MBR ALP-100 v1: it is effective; only a draft, "
+        "reviewed or approved version can be put in force by a change."
     )
     other = MasterBatchRecord.objects.get(product=plant.product_b, version=1)
     other.status = MasterBatchRecord.Status.APPROVED
@@ -156,10 +208,10 @@ def test_lots_record_the_version_in_force_when_their_batch_started(agreed):
     assert change.status == ChangeRequest.Status.APPROVED
     now = timezone.now()
     before_batch, before_lot = _run(plant, "B-BEFORE", now)
-    # when: the change becomes effective in an hour
-    moment = now + timedelta(hours=1)
+    # when: the change becomes effective in a minute
+    moment = now + timedelta(minutes=1)
     cs.change_make_effective(change=change, by=plant.qa, effective_at=moment)
-    after_batch, after_lot = _run(plant, "B-AFTER", moment + timedelta(minutes=5))
+    after_batch, after_lot = _run(plant, "B-AFTER", moment + timedelta(seconds=30))
     # then
     v1.refresh_from_db()
     v2.refresh_from_db()
@@ -250,9 +302,9 @@ def sop(agreed, settings, tmp_path):
         theoretical_yield="10",
         bom=[(plant.api, "5", "kg")],
         steps=[{**STEPS[0], "sop_reference": "SOP-QA-014"}, STEPS[1]],
-        by=plant.qa,
+        by=plant.operator,
     )
-    bs.mbr_approve(mbr=mbr, user=plant.qa, password=PASSWORD)
+    _sign_off(plant, mbr)
     bs.mbr_make_effective(mbr=mbr, by=plant.qa, effective_from=timezone.now() - timedelta(days=1))
     for person in (plant.operator, plant.verifier):
         ds.training_record(user=person, version=v1, trainee_password=PASSWORD)
@@ -275,7 +327,7 @@ def test_a_change_carrying_a_document_version_puts_it_in_force_and_lots_follow(a
         category="sop",
         products=[plant.product_a],
         document_version=v2,
-        proposed_effective_date=timezone.localdate() + timedelta(days=1),
+        proposed_effective_date=timezone.localdate(),
         by=plant.qa,
     )
     v2.refresh_from_db()

@@ -341,7 +341,20 @@ def test_recording_refuses_lots_of_two_sponsors_with_409(events):
 
 def test_sponsor_auditor_cannot_record_a_deviation(events):
     e = events
+    before = Deviation.objects.count()
     response = _post(e.auditor_a, "deviation-list", data=_body(batches=[e.batch_a.number]))
+    assert response.status_code == 403
+    assert response.json()["error"] == "permission_denied"
+    assert response.json()["detail"] in (
+        "Only CMO staff record deviations.",
+        "Your access is read-only: you may not change records.",
+    )
+    assert Deviation.objects.count() == before
+
+
+def test_sponsor_approver_cannot_record_a_deviation(events):
+    e = events
+    response = _post(e.approver_a, "deviation-list", data=_body(batches=[e.batch_a.number]))
     assert response.status_code == 403
     assert response.json() == {
         "error": "permission_denied",
@@ -469,16 +482,16 @@ def test_sponsor_approval_needs_password_and_decision(events, pending):
 # --- acknowledgement ------------------------------------------------------------------------
 
 
-def test_sponsor_auditor_acknowledges_and_the_time_is_kept(events):
+def test_sponsor_approver_acknowledges_and_the_time_is_kept(events):
     e = events
-    response = _post(e.auditor_a, "deviation-acknowledge", e.impact_a.number)
+    response = _post(e.approver_a, "deviation-acknowledge", e.impact_a.number)
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["sponsor_acknowledged_by"] == "auditor-of-a"
+    assert body["sponsor_acknowledged_by"] == "approver-of-a"
     assert body["sponsor_acknowledged_at"] is not None
     assert body["time_to_acknowledge"] is not None
 
-    again = _post(e.auditor_a, "deviation-acknowledge", e.impact_a.number)
+    again = _post(e.approver_a, "deviation-acknowledge", e.impact_a.number)
     assert again.status_code == 409
     assert again.json()["error"] == "invalid"
     assert again.json()["detail"].startswith(f"{e.impact_a.number} was already acknowledged on ")
@@ -494,8 +507,19 @@ def test_cmo_staff_cannot_acknowledge_for_the_sponsor(events):
     }
 
 
+def test_sponsor_auditor_cannot_acknowledge_a_notice(events):
+    e = events
+    response = _post(e.auditor_a, "deviation-acknowledge", e.impact_a.number)
+
+    assert response.status_code in (403, 409)
+    assert response.json()["error"] in ("permission_denied", "not_permitted")
+    assert "read-only" in response.json()["detail"]
+    e.impact_a.refresh_from_db()
+    assert (e.impact_a.sponsor_acknowledged_at, e.impact_a.sponsor_acknowledged_by) == (None, None)
+
+
 def test_acknowledging_another_sponsors_deviation_is_a_404(events):
-    response = _post(events.auditor_a, "deviation-acknowledge", events.dev_b.number)
+    response = _post(events.approver_a, "deviation-acknowledge", events.dev_b.number)
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
 
@@ -588,8 +612,8 @@ def test_disposition_by_a_sponsor_auditor_is_refused(events, finished):
         batch.number,
         data={"password": PASSWORD, "release": True},
     )
-    assert response.status_code == 409
-    assert response.json()["detail"] == f"auditor-of-a may not dispose of batch {batch.number}."
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Your access is read-only: you may not change records."
 
 
 def test_disposition_needs_password_and_decision(events, finished):

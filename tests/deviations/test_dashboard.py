@@ -84,7 +84,9 @@ def quality_events(plant):
     raw = plant.receive(plant.api)
     batch_a, _ = plant.run_batch(plant.product_a, [(raw, "5")], release=False)
     plant.run_batch(plant.product_b, [(raw, "5")], release=False)
-    own_batch, _ = plant.run_batch(plant.product_a, [(plant.receive(plant.api), "5")])
+    own_batch, _ = plant.run_batch(
+        plant.product_a, [(plant.receive(plant.api), "5")], release=False
+    )
     record(plant, "minor", batches=[batch_a])
     record(plant, "major", batches=[batch_a])
     record(plant, "major", lots=[raw])

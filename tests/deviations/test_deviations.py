@@ -171,9 +171,18 @@ def _batch_on_tank(plant, product, start):
     bs.equipment_use_start(batch=batch, equipment=plant.tank, by=plant.operator, at=start)
     for step in batch.mbr.steps.all():
         executed = bs.batch_record_step(
-            batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
+            batch=batch,
+            step=step,
+            performed_by=plant.operator,
+            value=step.low_limit,
+            at=start + timedelta(minutes=10),
         )
-        bs.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        bs.batch_verify_step(
+            executed=executed,
+            verified_by=plant.verifier,
+            password=PASSWORD,
+            at=start + timedelta(minutes=20),
+        )
     lot = bs.batch_complete(
         batch=batch,
         output_lot_number=plant.next("L"),
@@ -187,7 +196,12 @@ def _batch_on_tank(plant, product, start):
         performed_by=plant.operator,
         at=start + timedelta(hours=2),
     )
-    bs.cleaning_verify(cleaning=cleaning, verified_by=plant.verifier, at=start + timedelta(hours=3))
+    bs.cleaning_verify(
+        cleaning=cleaning,
+        verified_by=plant.verifier,
+        password=PASSWORD,
+        at=start + timedelta(hours=3),
+    )
     return batch, lot
 
 
@@ -474,7 +488,12 @@ def test_sponsor_rejection_needs_a_comment_and_reopens_the_investigation(
     assert signature.meaning == Signature.Meaning.REJECTED
     assert deviation.status == Deviation.Status.UNDER_INVESTIGATION
     assert deviation.closed_at is None
-    investigated(plant, deviation, root_cause="Timer relay failed; replaced.")
+    investigated(
+        plant,
+        deviation,
+        root_cause="Timer relay failed; replaced.",
+        reason="Sponsor rejected the closure: relay data now attached.",
+    )
     ds.deviation_close(deviation=deviation, user=plant.qa, password=PASSWORD)
     assert deviation.status == Deviation.Status.PENDING_SPONSOR_APPROVAL
 
@@ -518,14 +537,14 @@ def test_site_deviation_cannot_close_while_impact_records_are_open(plant, agreem
 
 
 def test_acknowledgement_is_recorded_once_with_the_time_to_acknowledge(
-    plant, agreements, batch_a, auditor_a, sponsor_approver_a
+    plant, agreements, batch_a, sponsor_approver_a
 ):
     deviation = record(plant, batches=[batch_a])
 
-    ds.deviation_acknowledge(deviation=deviation, user=auditor_a)
+    ds.deviation_acknowledge(deviation=deviation, user=sponsor_approver_a)
     again = refusal(ds.deviation_acknowledge, deviation=deviation, user=sponsor_approver_a)
 
-    assert deviation.sponsor_acknowledged_by == auditor_a
+    assert deviation.sponsor_acknowledged_by == sponsor_approver_a
     assert deviation.time_to_acknowledge == (
         deviation.sponsor_acknowledged_at - deviation.recorded_at
     )
@@ -611,7 +630,9 @@ def test_notices_are_sent_exactly_once_across_a_worker_restart(
     assert again == [1, 0]
     for deviation in (first, second):
         notice = deadlines_of(deviation).get(kind="deviation_notice")
-        assert notice.status == Deadline.Status.NOTIFIED
+        assert notice.status == Deadline.Status.MET
+        assert notice.met_at == notice.notified_at is not None
+        assert not notice.is_late
         rows = Notification.objects.filter(deadline=notice)
         assert sorted(
             rows.exclude(recipient=None).values_list("recipient__username", flat=True)

@@ -62,7 +62,7 @@ def made(plant, *, verify=True, package=True, clear=True, reconcile=True, produc
             batch=batch, step=step, performed_by=plant.operator, value=step.low_limit
         )
         if verify:
-            bs.batch_verify_step(executed=executed, verified_by=plant.verifier)
+            bs.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
     bs.batch_complete(
         batch=batch, output_lot_number=plant.next("L"), quantity="10", by=plant.operator
     )
@@ -438,7 +438,7 @@ def test_evidence_completed_by_a_late_verification_is_recorded_then(plant):
     assert batch.evidence_complete_at is None
 
     for executed in batch.executed_steps.all():
-        bs.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        bs.batch_verify_step(executed=executed, verified_by=plant.verifier, password=PASSWORD)
 
     batch.refresh_from_db()
     assert batch.evidence_complete_at is not None

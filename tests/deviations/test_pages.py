@@ -186,7 +186,7 @@ def test_record_form_creates_a_sponsor_deviation_with_its_deadlines(terms):
 
 def test_record_form_on_equipment_creates_a_site_deviation_with_impact_records(terms):
     bs_use = bs.batch_plan(product=terms.product_b, number="B-TANK", by=terms.operator)
-    bs.batch_start(batch=bs_use, by=terms.operator)
+    bs.batch_start(batch=bs_use, by=terms.operator, started_at=timezone.now() - timedelta(hours=4))
     bs.equipment_use_start(
         batch=bs_use,
         equipment=terms.tank,
@@ -447,16 +447,30 @@ def test_portal_other_sponsors_deviation_is_not_found(site_deviation, approver_a
     _post(client, reverse("portal_deviations:decide", args=[number]), data, status=404)
 
 
-def test_portal_acknowledge_records_the_time_to_acknowledge(site_deviation, auditor_a):
+def test_portal_acknowledge_records_the_time_to_acknowledge(site_deviation, approver_a):
     number = f"{site_deviation.number}-ALPHA"
-    client = _client(auditor_a)
+    client = _client(approver_a)
     _post(client, reverse("portal_deviations:acknowledge", args=[number]), {})
     impact = Deviation.objects.get(number=number)
-    assert impact.sponsor_acknowledged_by == auditor_a
+    assert impact.sponsor_acknowledged_by == approver_a
     html = _get(client, reverse("portal_deviations:detail", args=[number]))
     assert "after 0 h" in html and ">Acknowledge<" not in html
     html = _post(client, reverse("portal_deviations:acknowledge", args=[number]), {}, status=409)
     assert f"{number} was already acknowledged on" in html
+
+
+def test_portal_auditor_cannot_acknowledge_and_sees_no_button(site_deviation, auditor_a):
+    number = f"{site_deviation.number}-ALPHA"
+    client = _client(auditor_a)
+    html = _get(client, reverse("portal_deviations:detail", args=[number]))
+    assert ">Acknowledge<" not in html
+    assert "The notice awaits the sponsor approver's acknowledgement." in html
+
+    response = client.post(reverse("portal_deviations:acknowledge", args=[number]), {})
+
+    assert response.status_code in (403, 409)
+    assert "read-only" in response.content.decode()
+    assert Deviation.objects.get(number=number).sponsor_acknowledged_at is None
 
 
 def _pending_sponsor_approval(plant):
@@ -503,10 +517,13 @@ def test_portal_auditor_sees_a_pending_closure_read_only(terms, auditor_a):
     html = _get(client, reverse("portal_deviations:detail", args=[deviation.number]))
     assert "awaits the sponsor approver" in html and "Closure awaiting your approval" not in html
     data = {"decision": "approve", "comment": "", "password": PASSWORD}
-    html = _post(
-        client, reverse("portal_deviations:decide", args=[deviation.number]), data, status=400
-    )
-    assert f"sp-aud-a may not decide on {deviation.number} for the sponsor." in html
+    response = client.post(reverse("portal_deviations:decide", args=[deviation.number]), data)
+    html = response.content.decode()
+    if response.status_code == 403:
+        assert "Your access is read-only: you may not change records." in html
+    else:
+        assert response.status_code == 400
+        assert f"sp-aud-a may not decide on {deviation.number} for the sponsor." in html
     deviation.refresh_from_db()
     assert deviation.status == Deviation.Status.PENDING_SPONSOR_APPROVAL
 
@@ -557,9 +574,9 @@ def test_portal_auditor_cannot_release(terms, auditor_a):
         client,
         reverse("portal_deviations:releases"),
         {"batch": batch.number, "password": PASSWORD},
-        status=400,
+        status=403,
     )
-    assert "Only your sponsor&#x27;s approver may release batches." in html
+    assert "Your access is read-only: you may not change records." in html
 
 
 def test_portal_releases_list_no_other_sponsors_batch(terms, auditor_b):

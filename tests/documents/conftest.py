@@ -93,8 +93,9 @@ def mbr_naming(plant, product, references):  # noqa: F811
             {"title": f"Step {n}", "parameter": "", "unit": "", "sop_reference": reference}
             for n, reference in enumerate(references, start=1)
         ],
-        by=plant.qa,
+        by=plant.operator,
     )
+    batch_services.mbr_review(mbr=mbr, user=plant.verifier, password=PASSWORD)
     batch_services.mbr_approve(mbr=mbr, user=plant.qa, password=PASSWORD)
     batch_services.mbr_make_effective(
         mbr=mbr, by=plant.qa, effective_from=timezone.now() - timedelta(hours=1)

@@ -36,9 +36,9 @@ def _train(person, *versions, completed_at=None):
     )
 
 
-def _started(plant, number="B-GATE-1"):
+def _started(plant, number="B-GATE-1", at=None):
     batch = batch_services.batch_plan(product=plant.product_a, number=number, by=plant.operator)
-    return batch_services.batch_start(batch=batch, by=plant.operator)
+    return batch_services.batch_start(batch=batch, by=plant.operator, started_at=at)
 
 
 def _step(batch, sequence):
@@ -98,7 +98,9 @@ def test_verification_is_gated_too(plant, line):
     )
     # when
     with pytest.raises(RuleViolation) as error:
-        batch_services.batch_verify_step(executed=executed, verified_by=plant.verifier)
+        batch_services.batch_verify_step(
+            executed=executed, verified_by=plant.verifier, password=PASSWORD
+        )
     # then
     assert str(error.value) == (
         f"{printed_name(plant.verifier)} (plant-verifier) cannot verify step 1 of batch "
@@ -112,7 +114,7 @@ def test_the_version_in_force_at_the_step_time_counts(plant, people, line):
     # given: v2 effective now; the operator trained on v1 only
     _train(plant.operator, line["own_v1"], completed_at=timezone.now() - timedelta(days=25))
     second = effective(people, line["own"], "Second issue.")
-    batch = _started(plant)
+    batch = _started(plant, at=second.effective_from - timedelta(minutes=10))
     # when: the step is recorded as done before v2 took effect
     executed = batch_services.batch_record_step(
         batch=batch,
@@ -126,7 +128,7 @@ def test_the_version_in_force_at_the_step_time_counts(plant, people, line):
 
 def test_training_completed_after_the_step_time_does_not_count(plant, line):
     _train(plant.operator, line["own_v1"])
-    batch = _started(plant)
+    batch = _started(plant, at=timezone.now() - timedelta(hours=1))
 
     with pytest.raises(RuleViolation, match=r"not trained on SOP-A-2 v1 \(no training record"):
         batch_services.batch_record_step(

@@ -99,7 +99,9 @@ def test_training_roster_lists_only_people_who_worked_on_own_batches(
     batch_services.batch_start(batch=batch, by=b_only)
     for step in batch.mbr.steps.all():
         executed = batch_services.batch_record_step(batch=batch, step=step, performed_by=b_only)
-        batch_services.batch_verify_step(executed=executed, verified_by=b_verifier)
+        batch_services.batch_verify_step(
+            executed=executed, verified_by=b_verifier, password=PASSWORD
+        )
     # when
     response = _client(auditor_a).get(reverse("portal_documents:training"))
     # then

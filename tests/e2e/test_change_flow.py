@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from changecontrol.models import ChangeRequest, SponsorObligation
@@ -146,6 +147,7 @@ def test_two_sponsor_change_approved_by_one_and_blocked_by_the_other(page, live_
     decide = page.locator("#decide")
     decide.get_by_label("Approve the change").check()
     decide.get_by_label("Comment").fill("Agreed for Alpha.")
+    decide.get_by_label("Earliest effective date you accept").fill(f"{timezone.now():%Y-%m-%d}")
     decide.get_by_label("Password").fill(PASSWORD)
     decide.get_by_role("button", name="Sign").click()
 

@@ -320,6 +320,76 @@ def test_notified_deadline_can_still_be_marked_met(
     assert met.status == Deadline.Status.MET
 
 
+def test_reminder_leaves_the_deadline_unmet_and_overdue_once_past_due(
+    sponsor_a, recipients, django_capture_on_commit_callbacks
+):
+    deadline = schedule(sponsor_a, due_in=timedelta(hours=-3))
+
+    sweep(django_capture_on_commit_callbacks)
+
+    deadline.refresh_from_db()
+    assert (deadline.status, deadline.met_at) == (Deadline.Status.NOTIFIED, None)
+    assert deadline.is_overdue and not deadline.is_late
+    assert deadline.late_by >= timedelta(hours=3)
+    assert list(Deadline.objects.overdue()) == [deadline]
+
+
+def test_deadline_met_by_its_notice_is_met_when_sent(
+    sponsor_a, recipients, django_capture_on_commit_callbacks
+):
+    deadline = schedule(sponsor_a, due_in=timedelta(hours=-3), is_met_by_notice=True)
+
+    sweep(django_capture_on_commit_callbacks)
+
+    deadline.refresh_from_db()
+    assert deadline.status == Deadline.Status.MET
+    assert deadline.met_at == deadline.notified_at is not None
+    assert deadline.is_late and not deadline.is_overdue
+    assert timedelta(hours=3) <= deadline.late_by < timedelta(hours=3, minutes=1)
+    assert Notification.objects.filter(deadline=deadline).count() == 2
+    assert not Deadline.objects.overdue().exists()
+
+
+def test_marking_met_records_when_and_a_late_one_stays_late(sponsor_a, qa_approver):
+    on_time = schedule(sponsor_a, key="on-time", due_in=timedelta(hours=1))
+    late = schedule(sponsor_a, key="late", due_in=timedelta(days=-2))
+
+    deadline_mark_met(deadline=on_time, by=qa_approver)
+    deadline_mark_met(deadline=late, by=qa_approver)
+
+    on_time.refresh_from_db()
+    late.refresh_from_db()
+    assert on_time.met_at is not None and (on_time.is_late, on_time.late_by) == (False, None)
+    assert late.is_late and late.late_by == timedelta(days=2)
+    assert not late.is_overdue
+
+
+def test_escalation_of_a_notice_met_in_time_closes_with_the_notice_met_time(
+    sponsor_a, recipients, qa_approver, django_capture_on_commit_callbacks
+):
+    notice = schedule(sponsor_a, due_in=timedelta(hours=1), notify_at=timezone.now())
+    escalation = deadline_schedule(
+        sponsor=sponsor_a,
+        key="DEV-0007/escalation",
+        kind="deviation_notice_escalation",
+        title="Sponsor notice of DEV-0007 is overdue",
+        due_at=notice.due_at,
+        recipient_roles=[Role.CMO_QA_APPROVER],
+        escalates=notice,
+        is_met_by_notice=True,
+    )
+    deadline_mark_met(deadline=notice, by=qa_approver)
+
+    sweep(django_capture_on_commit_callbacks, now=notice.due_at + timedelta(minutes=1))
+
+    notice.refresh_from_db()
+    escalation.refresh_from_db()
+    assert escalation.status == Deadline.Status.MET
+    assert escalation.met_at == notice.met_at
+    assert not escalation.is_late
+    assert not escalation.notifications.exists()
+
+
 def test_sweep_is_recorded_in_the_audit_trail(
     sponsor_a, cmo_staff, django_capture_on_commit_callbacks
 ):

@@ -1,5 +1,8 @@
 """Load the demo site: one plant operating five sponsors with different quality agreements, and
-the demo users. Idempotent: a second run changes nothing."""
+the demo users, then the documents, manufacturing and change-control demos. Everything is made
+through the services at the time it claims: the site, its users and their access grants before
+the first agreement takes effect, each agreement signed before its effective date. Idempotent: a
+second run changes nothing."""
 
 import os
 from datetime import UTC, datetime, timedelta
@@ -10,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches import demo
+from batches.demo import moment
 from changecontrol import demo as change_demo
 from documents import demo as document_demo
 from qms.audit import audit_context
@@ -151,6 +155,11 @@ CMO_USERS = [
 
 HISTORY_START = datetime(2025, 1, 1, tzinfo=UTC)
 CURRENT_START = datetime(2026, 1, 1, tzinfo=UTC)
+# the site, its users and their grants exist before the first agreement takes effect
+SETUP_AT = HISTORY_START - timedelta(days=45)
+AGREEMENT_DRAFTED_BEFORE = timedelta(days=30)
+AGREEMENT_SIGNED_BEFORE = timedelta(days=14)
+AUDITOR_ACCESS = timedelta(days=365)
 
 
 class Command(BaseCommand):
@@ -158,8 +167,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         password = os.environ.get("DEMO_PASSWORD") or DEMO_PASSWORD_DEFAULT
+        loaded_at = timezone.now()
         created = []
-        with transaction.atomic(), audit_context(reason="demo data"):
+        with transaction.atomic(), audit_context(reason="demo data"), moment(SETUP_AT):
             users = {
                 name: self._user(name, first, last, password, created)
                 for name, first, last, _ in CMO_USERS
@@ -172,7 +182,7 @@ class Command(BaseCommand):
                 sponsor = self._sponsor(spec, admin, created)
                 for name, _first, _last, role in CMO_USERS:
                     if role is not None:
-                        self._grant(users[name], sponsor, role, admin)
+                        self._grant(users[name], sponsor, role, admin, loaded_at)
                 for suffix, role, first in (
                     ("auditor", Role.SPONSOR_AUDITOR, "Audrey"),
                     ("approver", Role.SPONSOR_APPROVER, "Arthur"),
@@ -186,12 +196,13 @@ class Command(BaseCommand):
                     )
                     if not hasattr(user, "profile"):
                         services.user_profile_set(user=user, sponsor=sponsor, by=admin)
-                    self._grant(user, sponsor, role, admin)
+                    self._grant(user, sponsor, role, admin, loaded_at)
         with audit_context(reason="demo data"):
             for spec in SPONSORS:
                 sponsor = Sponsor.objects.get(code=spec["code"])
                 self._agreements(spec, sponsor, users["qa-approver"], password, created)
-                self._deadline(sponsor, admin)
+                with moment(CURRENT_START, (admin,)):
+                    self._deadline(sponsor, admin)
         manufacturing = document_demo.load() + demo.load() + change_demo.load()
         if created or manufacturing:
             summary = (
@@ -233,47 +244,47 @@ class Command(BaseCommand):
                 created.append(f"product {code}")
         return sponsor
 
-    def _grant(self, user, sponsor, role, admin):
-        if AccessGrant.objects.active().filter(user=user, sponsor=sponsor, role=role).exists():
+    def _grant(self, user, sponsor, role, admin, loaded_at):
+        """A grant from the site's setup, so it is valid at every moment of the demo's history;
+        an auditor's expires a year after the demo is loaded."""
+        grants = AccessGrant.objects.filter(user=user, sponsor=sponsor, role=role)
+        if grants.active(at=loaded_at).exists():
             return
-        expires_at = timezone.now() + timedelta(days=365) if role == Role.SPONSOR_AUDITOR else None
         services.access_grant_create(
             user=user,
             sponsor=sponsor,
             role=role,
             by=admin,
-            starts_at=timezone.now() - timedelta(days=1),
-            expires_at=expires_at,
+            starts_at=SETUP_AT,
+            expires_at=loaded_at + AUDITOR_ACCESS if role == Role.SPONSOR_AUDITOR else None,
             reason="demo access",
         )
 
     def _agreements(self, spec, sponsor, approver, password, created):
+        """Each version drafted a month and signed two weeks before it takes effect."""
         if QualityAgreement.objects.filter(sponsor=sponsor).exists():
             return
-        history = spec.get("history")
-        if history:
-            old = services.quality_agreement_create_draft(
-                sponsor=sponsor,
-                by=approver,
-                reference=f"QA-{sponsor.code.upper()}-2025",
-                rules=spec["rules"],
-                **{**spec["terms"], **history},
-            )
-            services.quality_agreement_make_effective(
-                agreement=old, user=approver, password=password, effective_from=HISTORY_START
-            )
-            created.append(f"{old}")
-        current = services.quality_agreement_create_draft(
-            sponsor=sponsor,
-            by=approver,
-            reference=f"QA-{sponsor.code.upper()}-2026",
-            rules=spec["rules"],
-            **spec["terms"],
-        )
-        services.quality_agreement_make_effective(
-            agreement=current, user=approver, password=password, effective_from=CURRENT_START
-        )
-        created.append(f"{current}")
+        versions = []
+        if spec.get("history"):
+            versions.append((HISTORY_START, "2025", {**spec["terms"], **spec["history"]}))
+        versions.append((CURRENT_START, "2026", spec["terms"]))
+        for effective_from, year, terms in versions:
+            with moment(effective_from - AGREEMENT_DRAFTED_BEFORE, (approver,)):
+                agreement = services.quality_agreement_create_draft(
+                    sponsor=sponsor,
+                    by=approver,
+                    reference=f"QA-{sponsor.code.upper()}-{year}",
+                    rules=spec["rules"],
+                    **terms,
+                )
+            with moment(effective_from - AGREEMENT_SIGNED_BEFORE, (approver,)):
+                services.quality_agreement_make_effective(
+                    agreement=agreement,
+                    user=approver,
+                    password=password,
+                    effective_from=effective_from,
+                )
+            created.append(f"{agreement}")
 
     def _deadline(self, sponsor, admin):
         deadline_schedule(
