@@ -1,12 +1,14 @@
 # The production image: gunicorn by default; docker-compose.yml runs the Celery worker and beat
-# from the same image.
+# from the same image. Static files are collected here and served by WhiteNoise under hashed names
+# (STATIC_MANIFEST=1).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    STATIC_MANIFEST=1
 
 # WeasyPrint needs Pango (with HarfBuzz subsetting) and at least one font.
 RUN apt-get update \
@@ -24,6 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/pip pip install . && rm -rf build *.e
 
 RUN DEBUG=0 \
     SECRET_KEY=build-only-collectstatic-key-not-used-at-run-time-0123456789 \
+    SIGNATURE_SEAL_KEY=build-only-collectstatic-key-not-used-at-run-time-0123456789 \
     DATABASE_URL=postgres://build@localhost/build \
     REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \

@@ -7,8 +7,9 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 CHROMIUM := /usr/bin/chromium
 PYTEST_WORKERS ?= 2
+FUZZ_MAX_EXAMPLES ?= 500
 
-.PHONY: run test lint format bench db-stop clean install
+.PHONY: run test fuzz lint format bench db-stop clean install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ $(CHROMIUM):
 test: $(STAMP_TEST) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+fuzz: $(STAMP_TEST)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(VENV)/bin/pytest tests/api_fuzz -p no:cacheprovider $(FUZZ_ARGS)
 
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .

@@ -45,6 +45,7 @@ from .selectors import (
 )
 
 CODE_REGEX = r"[^/]+"
+ID_REGEX = r"[0-9]+"
 
 
 def _path_parameter(name: str, description: str) -> OpenApiParameter:
@@ -162,6 +163,7 @@ class BatchViewSet(BatchWrites, viewsets.ReadOnlyModelViewSet):
 )
 class MasterBatchRecordViewSet(MasterBatchRecordWrites, viewsets.ReadOnlyModelViewSet):
     serializer_class = MasterBatchRecordSerializer
+    lookup_value_regex = ID_REGEX
     filterset_fields = {"product__code": ["exact"], "status": ["exact"], "sponsor__code": ["exact"]}
 
     def get_queryset(self):
@@ -198,6 +200,7 @@ class EquipmentViewSet(EquipmentWrites, viewsets.ReadOnlyModelViewSet):
 @_read_only(listing="Shipments of your sponsors' lots", record="One shipment")
 class ShipmentViewSet(ShipmentWrites, viewsets.ReadOnlyModelViewSet):
     serializer_class = ShipmentSerializer
+    lookup_value_regex = ID_REGEX
     filterset_fields = {
         "customer__code": ["exact"],
         "lot__lot_number": ["exact"],

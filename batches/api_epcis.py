@@ -6,7 +6,6 @@ import re
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -14,13 +13,14 @@ from rest_framework.views import APIView
 
 from qms.api import ERROR_RESPONSES
 from qms.api_query import query_parameters_check
+from qms.parsers import StreamedJSONParser
 from qms.tenancy import sponsor_ids_for
 
 from .epcis import EpcisError, epcis_export, epcis_import
 from .selectors import lot_list
 
 
-class JsonLdParser(JSONParser):
+class JsonLdParser(StreamedJSONParser):
     media_type = "application/ld+json"
 
 
@@ -59,7 +59,7 @@ class EpcisView(APIView):
     lot's genealogy."""
 
     permission_classes = [IsAuthenticated, MayImport]
-    parser_classes = [JSONParser, JsonLdParser]
+    parser_classes = [StreamedJSONParser, JsonLdParser]
     renderer_classes = [JSONRenderer, JsonLdRenderer]
 
     @extend_schema(

@@ -45,8 +45,8 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 
 class MaterialSerializer(serializers.ModelSerializer):
-    product = SlugField()
-    sponsor = SlugField()
+    product = SlugField(allow_null=True)
+    sponsor = SlugField(allow_null=True)
 
     class Meta:
         model = Material
@@ -71,9 +71,9 @@ class LabResultSerializer(serializers.ModelSerializer):
 
 class LotSerializer(serializers.ModelSerializer):
     material = SlugField()
-    sponsor = SlugField()
-    produced_by = SlugField("number")
-    supplier = SlugField()
+    sponsor = SlugField(allow_null=True)
+    produced_by = SlugField("number", allow_null=True)
+    supplier = SlugField(allow_null=True)
 
     class Meta:
         model = Lot
@@ -154,7 +154,7 @@ class ExecutedStepSerializer(serializers.ModelSerializer):
         source="step.high_limit", max_digits=14, decimal_places=4, read_only=True, allow_null=True
     )
     performed_by = SlugField("username")
-    verified_by = SlugField("username")
+    verified_by = SlugField("username", allow_null=True)
 
     class Meta:
         model = ExecutedStep
@@ -341,7 +341,7 @@ class EquipmentUseSerializer(serializers.ModelSerializer):
 
 class CleaningRecordSerializer(serializers.ModelSerializer):
     performed_by = SlugField("username")
-    verified_by = SlugField("username")
+    verified_by = SlugField("username", allow_null=True)
 
     class Meta:
         model = CleaningRecord

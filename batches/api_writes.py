@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_fields import AwareDateTimeField, BoundedDateField
 from qms.api_query import StrictQueryParameters
 from qms.idempotency import IDEMPOTENCY_KEY_PARAMETER, KEY_REUSED_RESPONSE, idempotent
 from qms.signatures import signature_check
@@ -166,8 +167,8 @@ def _positive(value):
         raise serializers.ValidationError("The quantity must be positive.")
 
 
-def moment(help_text: str = "UTC; now when left out.") -> serializers.DateTimeField:
-    return serializers.DateTimeField(
+def moment(help_text: str = "UTC; now when left out.") -> AwareDateTimeField:
+    return AwareDateTimeField(
         required=False, allow_null=True, default=None, validators=[_not_future], help_text=help_text
     )
 
@@ -201,7 +202,7 @@ class ReceiptSerializer(serializers.Serializer):
     supplier_lot_number = optional_text(60)
     receipt_reference = optional_text(60, "Goods receipt note.")
     received_at = moment()
-    expires_on = serializers.DateField(required=False, allow_null=True, default=None)
+    expires_on = BoundedDateField(required=False, allow_null=True, default=None)
 
 
 class LotDispositionSerializer(serializers.Serializer):
@@ -267,7 +268,7 @@ class ProductKeySerializer(serializers.Serializer):
 
 class BatchPlanSerializer(ProductKeySerializer):
     number = serializers.CharField(max_length=40, help_text="The new batch number.")
-    planned_at = serializers.DateTimeField(
+    planned_at = AwareDateTimeField(
         required=False, allow_null=True, default=None, help_text="UTC; now when left out."
     )
 
@@ -326,7 +327,7 @@ class BatchCompleteSerializer(serializers.Serializer):
     output_lot_number = serializers.CharField(max_length=60)
     quantity = quantity("The yield, in the output material's unit.")
     completed_at = moment()
-    expires_on = serializers.DateField(required=False, allow_null=True, default=None)
+    expires_on = BoundedDateField(required=False, allow_null=True, default=None)
     material = ScopedKey(
         _changeable(Material),
         required=False,
@@ -393,7 +394,7 @@ class MbrSignSerializer(serializers.Serializer):
 
 
 class MbrMakeEffectiveSerializer(serializers.Serializer):
-    effective_from = serializers.DateTimeField(
+    effective_from = AwareDateTimeField(
         required=False, allow_null=True, default=None, help_text="UTC; now when left out."
     )
 
@@ -422,7 +423,7 @@ class LabResultRecordedSerializer(LabResultSerializer):
 
 class LineClearanceResultSerializer(serializers.Serializer):
     batch = serializers.CharField()
-    line_cleared_at = serializers.DateTimeField()
+    line_cleared_at = AwareDateTimeField()
     signature = RecordSignatureSerializer()
 
 

@@ -3,12 +3,13 @@ executed steps, consumption, equipment use and cleaning, lab results, packaging 
 shipments. Lots form the genealogy graph that recall scope walks."""
 
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from qms.audit import audited
@@ -399,7 +400,12 @@ class Lot(models.Model):
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
-        return reverse("batches:lot", args=[self.lot_number])
+        """The lot's page; a lot number recorded before the identifier rule that no URL can
+        carry (a slash) links to the lot list filtered on it, so one row never breaks a page."""
+        try:
+            return reverse("batches:lot", args=[self.lot_number])
+        except NoReverseMatch:
+            return f"{reverse('batches:lots')}?{urlencode({'q': self.lot_number})}"
 
     @staticmethod
     def sponsor_link(ids):

@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from qms.audit import audit_context
+from qms.bounds import date_check, date_problem, identifier_check, text_check
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import signature_apply, signatures_of, signer_verify
@@ -122,10 +123,13 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 def _moment(
     at: datetime | None, what: str, *, not_before: datetime | None = None, after=""
 ) -> datetime:
-    """The time an act is recorded for: now unless given; never in the future, and never before
-    what it follows (`after` names that)."""
+    """The time an act is recorded for: now unless given; within the plausible date range, never
+    in the future, and never before what it follows (`after` names that)."""
     now = timezone.now()
     at = at or now
+    problem = date_problem(at)
+    if problem:
+        raise RuleViolation(BatchError.TIME, f"{what}: {problem}")
     if at > now + FUTURE_TOLERANCE:
         raise RuleViolation(BatchError.TIME, f"{what}: {at:%Y-%m-%d %H:%M} UTC is in the future.")
     if not_before is not None and at < not_before:
@@ -168,7 +172,20 @@ def lot_receive(
     expires_on=None,
 ) -> Lot:
     """Book a delivered lot in, in quarantine."""
+    identifier_check(lot_number, "Lot number", BatchError.INVALID)
     _require(by, None, "change", f"receive lot {lot_number}")
+    for value, what in (
+        (supplier_lot_number, "supplier lot number"),
+        (receipt_reference, "receipt reference"),
+    ):
+        text_check(
+            value,
+            f"Lot {lot_number}: the {what}",
+            max_length=60,
+            multiline=False,
+            code=BatchError.INVALID,
+        )
+    date_check(expires_on, f"Expiry date of lot {lot_number}", BatchError.INVALID)
     quantity = _positive(quantity, f"Lot {lot_number}")
     received_at = _moment(received_at, f"Receipt of lot {lot_number}")
     if material.kind in Material.SPONSOR_KINDS:
@@ -571,6 +588,7 @@ def mbr_make_effective(
                 "change does.",
             )
     effective_from = effective_from or timezone.now()
+    date_check(effective_from, f"Effective date of {mbr}", BatchError.TIME)
     with transaction.atomic(), audit_context(actor=by, reason=f"{mbr} made effective"):
         locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
         _move(locked, MasterBatchRecord.Status.EFFECTIVE, MBR_TRANSITIONS, "")
@@ -603,6 +621,8 @@ def mbr_in_force(product: Product, at: datetime | None = None) -> MasterBatchRec
 
 
 def batch_plan(*, product: Product, number: str, by, planned_at: datetime | None = None) -> Batch:
+    identifier_check(number, "Batch number", BatchError.INVALID)
+    date_check(planned_at, f"Planned start of batch {number}", BatchError.TIME)
     _require(by, product.sponsor_id, "change", f"plan batches of {product.code}")
     mbr = mbr_in_force(product, planned_at)
     if mbr is None:
@@ -838,6 +858,8 @@ def batch_complete(
     quarantine, the yield recorded. The output is the product's finished material unless
     `material` names another intermediate or finished material of the same product."""
     _require(by, batch.sponsor_id, "change", f"complete batch {batch}")
+    identifier_check(output_lot_number, f"Output lot number of batch {batch}", BatchError.INVALID)
+    date_check(expires_on, f"Expiry date of lot {output_lot_number}", BatchError.INVALID)
     quantity = _positive(quantity, f"Output of batch {batch}")
     with transaction.atomic(), audit_context(actor=by):
         locked = _locked_batch(batch)

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from batches.models import Equipment, MasterBatchRecord
 from deviations.api import SignatureSerializer
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_fields import AwareDateTimeField, BoundedCharField, BoundedDateField, BoundedTextField
 from qms.api_query import StrictQueryParameters
 from qms.signatures import signatures_by_record
 from qms.tenancy import is_cmo_user, sponsor_ids_for
@@ -46,9 +47,11 @@ class ObligationSerializer(serializers.ModelSerializer):
     agreement_version = serializers.IntegerField(
         source="agreement.version", read_only=True, allow_null=True
     )
-    notice_sent_at = serializers.DateTimeField(source="sent_at", read_only=True, allow_null=True)
+    notice_sent_at = AwareDateTimeField(source="sent_at", read_only=True, allow_null=True)
     state = serializers.CharField(source="state_display", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     signatures = SignatureSerializer(source="record_signatures", many=True, read_only=True)
 
     class Meta:
@@ -74,7 +77,9 @@ class AffectedProductSerializer(serializers.ModelSerializer):
     sponsor = serializers.SlugRelatedField(slug_field="code", read_only=True)
     product = serializers.CharField(source="product.code", read_only=True)
     product_id = serializers.IntegerField(read_only=True)
-    removed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    removed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ChangeProduct
@@ -91,8 +96,8 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
     mbr = serializers.SerializerMethodField(
         help_text="Id of the carried MBR version, when in your sponsor scope."
     )
-    equipment = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    supplier = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    equipment = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    supplier = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     risk_priority = serializers.IntegerField(read_only=True, allow_null=True)
     products = AffectedProductSerializer(source="visible_products", many=True, read_only=True)
@@ -203,8 +208,8 @@ class SponsorSliceSerializer(serializers.ModelSerializer):
 
 
 class ChangeCreateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField()
+    title = BoundedCharField(max_length=200)
+    description = BoundedTextField()
     category = serializers.ChoiceField(choices=ChangeCategory.choices)
     products = serializers.ListField(
         child=serializers.IntegerField(), help_text="Ids of the affected products."
@@ -225,7 +230,7 @@ class ChangeCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", help_text="Code of the supplier changed."
     )
     subject_text = serializers.CharField(required=False, allow_blank=True, default="")
-    proposed_effective_date = serializers.DateField(required=False, allow_null=True, default=None)
+    proposed_effective_date = BoundedDateField(required=False, allow_null=True, default=None)
 
     def validate(self, data):
         user = self.context["request"].user
@@ -274,7 +279,7 @@ class ChangeCreateSerializer(serializers.Serializer):
 
 
 class MakeEffectiveSerializer(serializers.Serializer):
-    effective_at = serializers.DateTimeField(
+    effective_at = AwareDateTimeField(
         required=False, allow_null=True, default=None, help_text="Empty: now."
     )
     reason = serializers.CharField(
@@ -299,7 +304,11 @@ UNMET_CONFLICT = OpenApiResponse(
         {
             "error": serializers.CharField(),
             "detail": serializers.CharField(),
-            "unmet_obligations": UnmetSerializer(many=True),
+            "unmet_obligations": UnmetSerializer(
+                many=True,
+                required=False,
+                help_text="Only when the refusal is for unmet sponsor obligations.",
+            ),
         },
     ),
     description="Refused: each unmet obligation by sponsor (or another named rule).",
@@ -314,7 +323,7 @@ class DecisionSerializer(serializers.Serializer):
     comment = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Required when rejecting."
     )
-    accepts_effective_from = serializers.DateField(
+    accepts_effective_from = BoundedDateField(
         required=False,
         allow_null=True,
         default=None,

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from batches.models import Equipment, MasterBatchRecord
 from qms.audit import audit_context
+from qms.bounds import TEXT_MAX, TITLE_MAX, date_check, text_check
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_cancel, deadline_mark_met, deadline_schedule
@@ -148,7 +149,19 @@ def _text(value: str, what: str, change_name: str) -> str:
     value = (value or "").strip()
     if not value:
         raise RuleViolation(ChangeError.INVALID, f"{change_name} needs {what}.")
+    is_title = what == "a title"
+    text_check(
+        value,
+        f"{change_name}: {what}",
+        max_length=TITLE_MAX if is_title else TEXT_MAX,
+        multiline=not is_title,
+        code=ChangeError.INVALID,
+    )
     return value
+
+
+def _proposed_date(value: date | None, change_name: str) -> date | None:
+    return date_check(value, f"{change_name}: the proposed effective date", ChangeError.INVALID)
 
 
 # --- what the change carries --------------------------------------------------------------
@@ -279,6 +292,8 @@ def change_create(
     name = "A change request"
     title = _text(title, "a title", name)
     description = _text(description, "a description", name)
+    text_check(subject_text, f"{name}: the subject", code=ChangeError.INVALID)
+    _proposed_date(proposed_effective_date, name)
     if category not in ChangeCategory.values:
         raise RuleViolation(ChangeError.INVALID, f"Unknown change category {category!r}.")
     products = _check_products(list(products), name)
@@ -335,6 +350,10 @@ def change_update(*, change: ChangeRequest, by, reason: str = "", **fields) -> C
         raise RuleViolation(
             ChangeError.INVALID, f"Unknown change request fields {sorted(unknown)}."
         )
+    _proposed_date(fields.get("proposed_effective_date"), f"Change {change.number}")
+    text_check(
+        fields.get("subject_text"), f"Change {change.number}: the subject", code=ChangeError.INVALID
+    )
     with transaction.atomic(), audit_context(actor=by, reason=reason.strip() or None):
         locked = _locked(change)
         _require(by, _active_sponsor_ids(locked), "change", f"edit change request {locked.number}")
@@ -417,6 +436,8 @@ def change_assess(
             ChangeError.REASON_REQUIRED,
             f"Change {change.number}: the risk assessment needs a rationale.",
         )
+    text_check(rationale, f"Change {change.number}: the rationale", code=ChangeError.INVALID)
+    _proposed_date(proposed_effective_date, f"Change {change.number}")
     with transaction.atomic(), audit_context(actor=by):
         locked = _locked(change)
         _require(by, _active_sponsor_ids(locked), "change", f"assess change {locked.number}")
@@ -529,6 +550,7 @@ def change_submit(*, change: ChangeRequest, by) -> ChangeRequest:
                 ChangeError.INVALID,
                 f"Change {locked.number} cannot be submitted without a proposed effective date.",
             )
+        _proposed_date(locked.proposed_effective_date, f"Change {locked.number}")
         by_sponsor: dict[int, tuple[Sponsor, list[Product]]] = {}
         for row in rows:
             by_sponsor.setdefault(row.sponsor_id, (row.sponsor, []))[1].append(row.product)
@@ -626,6 +648,12 @@ def obligation_decide(
         raise RuleViolation(
             ChangeError.REASON_REQUIRED, f"Say why change {change.number} is rejected."
         )
+    text_check(comment, f"Change {change.number}: the comment", code=ChangeError.INVALID)
+    date_check(
+        accepts_effective_from,
+        f"Change {change.number}: the accepted effective date",
+        ChangeError.INVALID,
+    )
     if accepts_effective_from is not None:
         _check_accepted_date(obligation, approve, accepts_effective_from)
     signer_verify(user=user, password=password, request=request)
@@ -861,6 +889,7 @@ def change_make_effective(
     effective_at = effective_at or now
     if timezone.is_naive(effective_at):
         effective_at = timezone.make_aware(effective_at, UTC)
+    date_check(effective_at, f"Change {change.number}: the effective date", ChangeError.INVALID)
     if effective_at < now - timedelta(minutes=5):
         raise RuleViolation(
             ChangeError.INVALID,
@@ -948,6 +977,8 @@ def change_task_add(
         raise RuleViolation(
             ChangeError.INVALID, f"A task of change {change.number} needs a description."
         )
+    text_check(description, f"A task of change {change.number}", code=ChangeError.INVALID)
+    date_check(due_date, f"A task of change {change.number}: the due date", ChangeError.INVALID)
     with transaction.atomic(), audit_context(actor=by):
         locked = _locked(change)
         _require(by, _active_sponsor_ids(locked), "change", f"plan tasks of {locked.number}")

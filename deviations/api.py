@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from batches.disposition import batch_disposition
 from batches.models import Batch, Equipment, Lot
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_fields import AwareDateTimeField, BoundedCharField, BoundedTextField
 from qms.api_query import StrictQueryParameters
 from qms.models import Deadline, Notification, Signature
 from qms.notifications import notifications_for
@@ -86,7 +87,10 @@ class DeadlineSerializer(serializers.ModelSerializer):
 class DeviationSerializer(serializers.ModelSerializer):
     sponsor = serializers.SlugRelatedField(slug_field="code", read_only=True)
     source = serializers.SlugRelatedField(
-        slug_field="number", read_only=True, help_text="The site deviation of an impact record."
+        slug_field="number",
+        read_only=True,
+        allow_null=True,
+        help_text="The site deviation of an impact record.",
     )
     time_to_acknowledge = serializers.DurationField(read_only=True, allow_null=True)
 
@@ -122,7 +126,9 @@ class DeviationDetailSerializer(DeviationSerializer):
         source="agreement.version", read_only=True, allow_null=True
     )
     recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    sponsor_acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sponsor_acknowledged_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     lots = serializers.SlugRelatedField(slug_field="lot_number", many=True, read_only=True)
     batches = serializers.SlugRelatedField(slug_field="number", many=True, read_only=True)
     equipment = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
@@ -156,13 +162,13 @@ class DeviationDetailSerializer(DeviationSerializer):
 
 
 class DeviationRecordSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField()
+    title = BoundedCharField(max_length=200)
+    description = BoundedTextField()
     category = serializers.ChoiceField(choices=Deviation.Category.choices)
     severity = serializers.ChoiceField(choices=Severity.choices)
-    occurred_at = serializers.DateTimeField()
-    discovered_at = serializers.DateTimeField()
-    immediate_action = serializers.CharField(required=False, allow_blank=True, default="")
+    occurred_at = AwareDateTimeField()
+    discovered_at = AwareDateTimeField()
+    immediate_action = BoundedTextField(required=False, allow_blank=True, default="")
     lots = serializers.ListField(
         child=serializers.CharField(), required=False, default=list, help_text="Lot numbers."
     )
@@ -257,7 +263,7 @@ class DispositionResultSerializer(serializers.Serializer):
 class NotificationSerializer(serializers.ModelSerializer):
     sponsor = serializers.SlugRelatedField(slug_field="code", read_only=True)
     kind = serializers.CharField(source="deadline.kind", read_only=True, allow_null=True)
-    due_at = serializers.DateTimeField(source="deadline.due_at", read_only=True, allow_null=True)
+    due_at = AwareDateTimeField(source="deadline.due_at", read_only=True, allow_null=True)
 
     class Meta:
         model = Notification
@@ -519,7 +525,9 @@ CAPA_NUMBER = OpenApiParameter(
 
 class CapaActionSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    completed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    completed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = CapaAction
@@ -565,7 +573,9 @@ class CapaSerializer(serializers.ModelSerializer):
 
 class CapaDetailSerializer(CapaSerializer):
     opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    effectiveness_checked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    effectiveness_checked_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     actions = CapaActionSerializer(many=True, read_only=True)
     deadlines = DeadlineSerializer(source="visible_deadlines", many=True, read_only=True)
     signatures = SignatureSerializer(source="record_signatures", many=True, read_only=True)

@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce, Extract
 from django.utils import timezone
 
 from qms.audit import audit_context
+from qms.bounds import date_check, text_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_schedule
@@ -95,6 +96,18 @@ def _locked(capa: Capa) -> Capa:
     return Capa.objects.select_for_update().get(pk=capa.pk)
 
 
+def _capa_bounds(title, description, criteria, due: date | None, what: str) -> None:
+    title_check(title, f"{what}: the title", CapaError.INVALID)
+    text_check(description, f"{what}: the description", code=CapaError.INVALID)
+    text_check(criteria, f"{what}: the effectiveness criteria", code=CapaError.INVALID)
+    date_check(due, f"{what}: the effectiveness check due date", CapaError.INVALID)
+
+
+def _action_bounds(description, due: date | None, what: str) -> None:
+    text_check(description, f"{what}: the description", code=CapaError.ACTION_INVALID)
+    date_check(due, f"{what}: the due date", CapaError.ACTION_INVALID)
+
+
 def _refuse_if_closed(capa: Capa, what: str) -> None:
     if not capa.is_open:
         raise RuleViolation(CapaError.STATUS, f"{capa} is closed: {what}.")
@@ -147,6 +160,8 @@ def capa_open(
         raise RuleViolation(CapaError.INVALID, f"Unknown CAPA source {source_kind!r}.")
     if not title.strip() or not description.strip():
         raise RuleViolation(CapaError.INVALID, "A CAPA needs a title and a description.")
+    _capa_bounds(title, description, effectiveness_criteria, effectiveness_due, "The CAPA")
+    date_check(opened_at, "When the CAPA was opened", CapaError.INVALID)
     opened_at = opened_at or timezone.now()
     if opened_at > timezone.now() + timedelta(minutes=5):
         raise RuleViolation(CapaError.INVALID, "A CAPA cannot be opened in the future.")
@@ -240,6 +255,7 @@ def capa_update(
         description is not None and not description.strip()
     ):
         raise RuleViolation(CapaError.INVALID, f"{capa} needs a title and a description.")
+    _capa_bounds(title, description, effectiveness_criteria, effectiveness_due, str(capa))
     if owner is not None:
         _require_owner(owner, capa.sponsor_id, f"own {capa}")
     with transaction.atomic(), audit_context(actor=by, reason=(reason or "").strip() or None):
@@ -281,6 +297,7 @@ def capa_action_update(
     _require(by, capa.sponsor_id, "change", f"change actions of {capa}")
     if description is not None and not description.strip():
         raise RuleViolation(CapaError.ACTION_INVALID, f"Action {action} needs a description.")
+    _action_bounds(description, due_date, f"Action {action}")
     if due_date is not None and due_date < capa.opened_at.date():
         raise RuleViolation(
             CapaError.ACTION_INVALID,
@@ -322,6 +339,7 @@ def capa_action_add(*, capa: Capa, description: str, owner, due_date: date | Non
         raise RuleViolation(CapaError.ACTION_INVALID, f"An action of {capa} needs an owner.")
     if due_date is None:
         raise RuleViolation(CapaError.ACTION_INVALID, f"An action of {capa} needs a due date.")
+    _action_bounds(description, due_date, f"An action of {capa}")
     if due_date < capa.opened_at.date():
         raise RuleViolation(
             CapaError.ACTION_INVALID,
@@ -356,6 +374,7 @@ def capa_action_add(*, capa: Capa, description: str, owner, due_date: date | Non
 
 def capa_action_complete(*, action: CapaAction, note: str, by) -> CapaAction:
     _require(by, action.capa.sponsor_id, "change", f"complete actions of {action.capa}")
+    text_check(note, f"Completion of action {action}: the note", code=CapaError.ACTION_INVALID)
     if not note.strip():
         raise RuleViolation(
             CapaError.ACTION_INVALID, f"Say what was done to complete action {action}."

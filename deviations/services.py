@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from batches.models import Consumption, Equipment, EquipmentUse, LabResult, Lot
 from qms.audit import audit_context
+from qms.bounds import date_check, text_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_cancel, deadline_mark_met, deadline_schedule
@@ -231,6 +232,11 @@ def deviation_record(
         raise RuleViolation(DeviationError.INVALID, f"Unknown category {category!r} or severity.")
     if not title.strip() or not description.strip():
         raise RuleViolation(DeviationError.INVALID, "A deviation needs a title and a description.")
+    title_check(title, "The deviation's title", DeviationError.INVALID)
+    text_check(description, "The deviation's description", code=DeviationError.INVALID)
+    text_check(immediate_action, "The immediate action", code=DeviationError.INVALID)
+    date_check(occurred_at, "When the deviation occurred", DeviationError.INVALID)
+    date_check(discovered_at, "When the deviation was discovered", DeviationError.INVALID)
     if occurred_at > discovered_at:
         raise RuleViolation(
             DeviationError.INVALID, "A deviation cannot be discovered before it occurred."
@@ -381,6 +387,12 @@ def deviation_investigate(
     Severity, the other field that can change, always needs a reason
     (`deviation_change_severity`)."""
     _require(by, deviation.sponsor_id, "change", f"investigate {deviation}")
+    for value, what in (
+        (impact_assessment, "impact assessment"),
+        (root_cause, "root cause"),
+        (immediate_action, "immediate action"),
+    ):
+        text_check(value, f"{deviation}: the {what}", code=DeviationError.INVALID)
     if disposition is not None and disposition not in Deviation.Disposition.values:
         raise RuleViolation(DeviationError.INVALID, f"Unknown disposition {disposition!r}.")
     with transaction.atomic(), audit_context(actor=by, reason=reason.strip() or None):

@@ -10,11 +10,13 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import exceptions, mixins, serializers, status, viewsets
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from deviations.api import SignatureSerializer
 from qms.api import ERROR_RESPONSES, ErrorSerializer
+from qms.api_fields import AwareDateTimeField
+from qms.parsers import BoundedJSONParser
 from qms.signatures import signatures_of
 from qms.tenancy import is_cmo_user, sponsor_ids_for
 from sponsors.selectors import sponsor_list
@@ -46,7 +48,10 @@ class VersionSummarySerializer(serializers.ModelSerializer):
 
 class DocumentSerializer(serializers.ModelSerializer):
     sponsor = serializers.SlugRelatedField(
-        slug_field="code", read_only=True, help_text="Empty for a site-wide document."
+        slug_field="code",
+        read_only=True,
+        allow_null=True,
+        help_text="Null for a site-wide document.",
     )
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     in_force_version = serializers.IntegerField(
@@ -151,8 +156,12 @@ def _versions_for(user):
 class DocumentVersionSerializer(serializers.ModelSerializer):
     document = serializers.SlugRelatedField(slug_field="number", read_only=True)
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    approved_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = DocumentVersion
@@ -221,7 +230,7 @@ class DocumentVersionViewSet(
     mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
 
     def get_queryset(self):
         return _versions_for(self.request.user).order_by("document__number", "version")
@@ -267,7 +276,7 @@ class TrainingRecordSerializer(serializers.ModelSerializer):
     person = serializers.SerializerMethodField()
     document = serializers.CharField(source="version.document.number", read_only=True)
     version = serializers.IntegerField(source="version.version", read_only=True)
-    trainer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    trainer = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = TrainingRecord
@@ -294,7 +303,7 @@ class TrainingRecordCreateSerializer(serializers.Serializer):
         write_only=True,
         help_text="The trainee signs: read and understood.",
     )
-    completed_at = serializers.DateTimeField(required=False)
+    completed_at = AwareDateTimeField(required=False)
     note = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate(self, data):

@@ -20,6 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from qms.audit import audit_context
+from qms.bounds import date_check, identifier_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import printed_name, signature_apply, signer_verify
@@ -96,7 +97,7 @@ def _who(user) -> str:
 def _aware(moment: datetime | None, what: str) -> datetime | None:
     if moment is not None and timezone.is_naive(moment):
         raise RuleViolation(DocumentError.INVALID, f"{what} must be a timezone-aware time.")
-    return moment
+    return date_check(moment, what, DocumentError.INVALID)
 
 
 def _when(moment: datetime) -> str:
@@ -292,6 +293,8 @@ def document_create(
             DocumentError.INVALID,
             f"Document number {number!r} may not contain spaces or the characters / ? # % \\.",
         )
+    identifier_check(number, "The document number", DocumentError.INVALID)
+    title_check(title, f"Document {number}: the title", DocumentError.INVALID)
     if doc_type not in DocumentType.values:
         raise RuleViolation(DocumentError.INVALID, f"Unknown document type {doc_type!r}.")
     what = f"create documents of {sponsor.name}" if sponsor else "create site-wide documents"

@@ -2,6 +2,8 @@
 signature."""
 
 from django.contrib import admin
+from knox.admin import AuthTokenAdmin as KnoxAuthTokenAdmin
+from knox.models import AuthToken
 
 from .models import AuditEvent, Deadline, Notification, Signature
 
@@ -48,3 +50,24 @@ class DeadlineAdmin(ReadOnlyAdmin):
 class NotificationAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "sponsor", "recipient", "email", "subject", "emailed_at"]
     list_filter = ["sponsor"]
+
+
+admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(KnoxAuthTokenAdmin):
+    """API tokens: listed by user and expiry (only a digest is stored), revoked by deleting."""
+
+    list_display = ["token_key", "user", "created", "expiry"]
+    list_filter = ["expiry"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke the selected tokens", permissions=["delete"])
+    def revoke(self, request, queryset):
+        revoked, _ = queryset.delete()
+        self.message_user(request, f"{revoked} token(s) revoked.")

@@ -3,18 +3,23 @@ through `for_user`, exactly like the pages."""
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from knox import views as knox_views
+from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import exceptions, serializers, status, viewsets
-from rest_framework.permissions import AllowAny
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
 
 from .api_query import UnknownQueryParameter
 from .errors import RuleViolation
 from .models import AuditEvent
+from .tenancy import is_cmo_user
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -29,24 +34,58 @@ ERROR_RESPONSES = {
     404: OpenApiResponse(ErrorSerializer, description="Not found, or not in your sponsor scope"),
 }
 
+CONFLICT_DETAIL = (
+    "The record could not be saved: it conflicts with another record "
+    "(for example a number already used)."
+)
+DATA_DETAIL = "A value is too long or out of range for its field."
+
 
 def add_error_responses(result, generator, request, public):
-    """drf-spectacular hook: document the JSON error body on every operation."""
+    """drf-spectacular hook: document the JSON error body (in each JSON media type the operation
+    answers in) on every operation, and the refusals that only some operations give: 409 (a
+    business rule or a conflicting record) wherever a request changes something, 415 (a media
+    type the endpoint does not parse) wherever it takes a body, 429 wherever the view is
+    throttled."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = {
         "type": "object",
         "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
         "required": ["error", "detail"],
     }
-    error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    for operations in result.get("paths", {}).values():
-        for operation in operations.values():
-            for code, description in (
+    error_schema = {"schema": {"$ref": "#/components/schemas/Error"}}
+    throttled = set()
+    for path, _regex, method, callback in getattr(generator, "endpoints", None) or ():
+        view = generator.create_view(callback, method)
+        if view.get_throttles():
+            throttled.add((generator.coerce_path(path, method, view), method.lower()))
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            answered_in = sorted(
+                {
+                    media_type
+                    for code, response in operation["responses"].items()
+                    if code.startswith("2")
+                    for media_type in response.get("content", {})
+                    if media_type.endswith(("/json", "+json"))
+                }
+            )
+            error_body = {media_type: error_schema for media_type in answered_in} or {
+                "application/json": error_schema
+            }
+            refusals = [
                 ("400", "Invalid input"),
                 ("401", "Not authenticated"),
                 ("403", "Not permitted"),
                 ("404", "Not found, or not in your sponsor scope"),
-            ):
+            ]
+            if method in ("post", "put", "patch", "delete"):
+                refusals.append(("409", "Refused by a business rule, or conflicts with a record"))
+            if "requestBody" in operation:
+                refusals.append(("415", "Unsupported media type"))
+            if (path, method) in throttled:
+                refusals.append(("429", "Too many requests; retry after `Retry-After` seconds"))
+            for code, description in refusals:
                 operation["responses"].setdefault(
                     code, {"description": description, "content": error_body}
                 )
@@ -80,9 +119,22 @@ def _flatten(detail) -> str:
 
 
 def exception_handler(exc, context):
-    """Every API error is `{"error": code, "detail": text}`; business rules are 409."""
+    """Every API error is `{"error": code, "detail": text}`; business rules are 409. A database
+    refusal (a unique or check constraint) is a 409 too, without the database's message, which
+    names constraints and values; a value the database cannot hold is a 400. A lost connection
+    stays a server error."""
     if isinstance(exc, RuleViolation):
         return Response({"error": exc.code, "detail": exc.detail}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DataError):
+        set_rollback()
+        return Response(
+            {"error": "invalid", "detail": DATA_DETAIL}, status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, DatabaseError) and not isinstance(exc, OperationalError | InterfaceError):
+        set_rollback()
+        return Response(
+            {"error": "conflict", "detail": CONFLICT_DETAIL}, status=status.HTTP_409_CONFLICT
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found, or not in your sponsor scope.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -102,7 +154,7 @@ def exception_handler(exc, context):
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField()
+    username = serializers.CharField(max_length=150)
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
 
@@ -151,8 +203,54 @@ class TokenView(APIView):
         return Response({"token": token, "expiry": instance.expiry})
 
 
+RevokedSerializer = inline_serializer("Revoked", {"revoked": serializers.IntegerField()})
+
+
+class LogoutView(knox_views.LogoutView):
+    """Revoke the API token this request carries."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get_authenticate_header(self, request):
+        return "Token"
+
+    @extend_schema(
+        request=None,
+        responses={200: RevokedSerializer, 401: ERROR_RESPONSES[401]},
+        description="Revoke the token sent with this request; it no longer authenticates.",
+    )
+    def post(self, request, format=None):
+        super().post(request, format=format)
+        return Response({"revoked": 1})
+
+
+class LogoutAllView(knox_views.LogoutAllView):
+    """Revoke every API token of the caller, signed in with a token or in the browser."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get_authenticate_header(self, request):
+        return "Token"
+
+    @extend_schema(
+        request=None,
+        responses={200: RevokedSerializer, 401: ERROR_RESPONSES[401]},
+        description="Revoke every API token of the caller, the one in use included.",
+    )
+    def post(self, request, format=None):
+        revoked = AuthToken.objects.filter(user=request.user).count()
+        super().post(request, format=format)
+        return Response({"revoked": revoked})
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
+    # Not read-only so that the schema may document them as optional: a sponsor user's events
+    # (`SponsorAuditEventSerializer`) leave them out. The endpoint is read-only all the same.
+    seq = serializers.IntegerField(required=False, help_text="CMO users only.")
     sponsor = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    prev_hash = serializers.CharField(required=False, help_text="CMO users only.")
+    hash = serializers.CharField(required=False, help_text="CMO users only.")
 
     class Meta:
         model = AuditEvent
@@ -171,14 +269,43 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
+class SponsorAuditEventSerializer(AuditEventSerializer):
+    """A sponsor user's view of an event: no global sequence number and no chain hashes, which
+    would tell how many events of other sponsors lie between theirs."""
+
+    class Meta(AuditEventSerializer.Meta):
+        fields = [
+            name
+            for name in AuditEventSerializer.Meta.fields
+            if name not in {"seq", "prev_hash", "hash"}
+        ]
+
+
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
-    """The audit trail of the sponsors in your scope, oldest first; filter by record."""
+    """The audit trail of the sponsors in your scope, oldest first; filter by record. CMO users
+    see each event's sequence number and chain hashes and open one event by `seq`; sponsor users
+    see neither, may not filter by `seq`, and have no single-event route (every `seq` is a 404
+    for them): they find a record's events by `model` and `object_id`."""
 
     lookup_field = "seq"
     serializer_class = AuditEventSerializer
-    filterset_fields = {"model": ["exact"], "object_id": ["exact"], "seq": ["gt", "lte"]}
+
+    @property
+    def is_cmo_caller(self) -> bool:
+        return is_cmo_user(self.request.user)
+
+    @property
+    def filterset_fields(self):
+        fields = {"model": ["exact"], "object_id": ["exact"]}
+        if self.is_cmo_caller:
+            fields["seq"] = ["gt", "lte"]
+        return fields
+
+    def get_serializer_class(self):
+        return AuditEventSerializer if self.is_cmo_caller else SponsorAuditEventSerializer
 
     def get_queryset(self):
-        return (
-            AuditEvent.objects.for_user(self.request.user).select_related("sponsor").order_by("seq")
-        )
+        events = AuditEvent.objects.for_user(self.request.user)
+        if self.action == "retrieve" and not self.is_cmo_caller:
+            events = events.none()
+        return events.select_related("sponsor").order_by("seq")

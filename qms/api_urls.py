@@ -19,7 +19,7 @@ from deviations.api import (
 from documents import api as documents_api
 from sponsors.api import ProductViewSet, QualityAgreementViewSet, SponsorViewSet
 
-from .api import AuditEventViewSet, TokenView
+from .api import AuditEventViewSet, LogoutAllView, LogoutView, TokenView
 
 router = DefaultRouter()
 router.register("sponsors", SponsorViewSet, basename="sponsor")
@@ -40,6 +40,8 @@ changecontrol_api.register(router)
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),
+    path("auth/logout/", LogoutView.as_view(), name="logout"),
+    path("auth/logoutall/", LogoutAllView.as_view(), name="logoutall"),
     path("epcis/", include("batches.epcis_urls")),
     path(
         "batches/<str:number>/disposition/",

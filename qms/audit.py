@@ -6,19 +6,21 @@ Capture is by PostgreSQL trigger, so `QuerySet.update()`, `bulk_create`, the adm
 TRUNCATE are all recorded. Actor and reason travel in `pghistory.context`, which sets a
 transaction-local setting that the trigger reads."""
 
+import fcntl
 import hashlib
 import json
 import os
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pghistory
 import pghistory.runtime
 from django.conf import settings
 from django.db import connection, connections, transaction
+from django.utils.crypto import constant_time_compare, salted_hmac
 from psycopg.pq import TransactionStatus
 
 GENESIS_HASH = "0" * 64
@@ -163,6 +165,30 @@ def history_for(record):
 
 # --- checkpoints --------------------------------------------------------------------------
 
+CHECKPOINT_KIND = "qms.audit.checkpoint"
+CHECKPOINT_VERSION = 1
+_MAC_SALT = "qms.audit.checkpoint.v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file holds a line that is not a checkpoint, or one whose MAC does not match
+    (forged, altered, or sealed with another key)."""
+
+
+class CheckpointConflict(RuntimeError):
+    """The chain no longer carries the hash the last checkpoint recorded: it was rewritten, cut
+    off, or the database was recreated. No new checkpoint is written over it."""
+
+
+def _checkpoint_keys() -> list[str]:
+    """The checkpoints are sealed with a key the database does not hold: the signature seal
+    key (SECRET_KEY where that is not set). Lines sealed with a retired key in
+    SIGNATURE_SEAL_KEY_FALLBACKS stay verifiable."""
+    seal = getattr(settings, "SIGNATURE_SEAL_KEY", "")
+    if not seal:
+        return [settings.SECRET_KEY]
+    return [seal, *getattr(settings, "SIGNATURE_SEAL_KEY_FALLBACKS", [])]
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -173,18 +199,54 @@ class Checkpoint:
     written_at: str
     database: str = ""
 
+    def sealed_fields(self) -> dict:
+        return {
+            "kind": CHECKPOINT_KIND,
+            "v": CHECKPOINT_VERSION,
+            "database": self.database,
+            "seq": self.seq,
+            "hash": self.hash,
+            "written_at": self.written_at,
+        }
+
+    def mac(self, key: str | None = None) -> str:
+        """HMAC-SHA256 of the checkpoint's fields (canonical JSON), keyed outside the database."""
+        message = json.dumps(self.sealed_fields(), sort_keys=True, separators=(",", ":"))
+        secret = key if key is not None else _checkpoint_keys()[0]
+        return salted_hmac(_MAC_SALT, message, secret=secret, algorithm="sha256").hexdigest()
+
     def as_json(self) -> str:
-        return json.dumps(
-            {
-                "seq": self.seq,
-                "hash": self.hash,
-                "written_at": self.written_at,
-                "database": self.database,
-            }
-        )
+        """One self-describing line: what it is, the head it records, and its MAC."""
+        return json.dumps({**self.sealed_fields(), "mac": self.mac()})
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.hash} at {self.written_at}"
+
+    @classmethod
+    def from_line(cls, line: str) -> "Checkpoint":
+        """Parse and authenticate one line; CheckpointError says what is wrong with it."""
+        try:
+            data = json.loads(line)
+            mark = cls(
+                seq=int(data["seq"]),
+                hash=str(data["hash"]),
+                written_at=str(data["written_at"]),
+                database=str(data.get("database", "")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"not a checkpoint ({error})") from error
+        mac = data.get("mac")
+        if not isinstance(mac, str) or not mac:
+            raise CheckpointError(
+                f"checkpoint #{mark.seq} of {mark.written_at} carries no MAC: it is forged or "
+                "from before checkpoints were sealed"
+            )
+        if not any(constant_time_compare(mac, mark.mac(key)) for key in _checkpoint_keys()):
+            raise CheckpointError(
+                f"checkpoint #{mark.seq} of {mark.written_at} is forged: its MAC does not match "
+                "(the line was written or altered without the seal key, or with another key)"
+            )
+        return mark
 
 
 def chain_head(using: str = "default") -> Checkpoint | None:
@@ -209,23 +271,77 @@ def checkpoint_file(using: str = "default") -> Path:
     return Path(settings.AUDIT_CHECKPOINT_DIR) / f"{name}.checkpoints.jsonl"
 
 
-def write_checkpoint(path: Path | None = None, using: str = "default") -> Checkpoint | None:
-    """Append the chain head to a file outside the database, so a rewritten or truncated chain
-    can be told from the real one later. None when the trail is empty."""
-    head = chain_head(using)
-    if head is None:
-        return None
+def _last_line(fd: int) -> str:
+    """The last non-empty line of the open file (read from its end only)."""
+    size = os.fstat(fd).st_size
+    tail = b""
+    offset = size
+    while offset > 0:
+        step = min(4096, offset)
+        offset -= step
+        tail = os.pread(fd, step, offset) + tail
+        lines = [line for line in tail.split(b"\n") if line.strip()]
+        if len(lines) > 1 or (lines and offset == 0):
+            return lines[-1].decode("utf-8", errors="replace")
+    return ""
+
+
+def _hash_at(seq: int, using: str) -> str | None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT hash FROM qms_audit_event WHERE seq = %s", [seq])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def write_checkpoint(
+    path: Path | None = None, using: str = "default", *, only_if_moved: bool = False
+) -> Checkpoint | None:
+    """Append the chain head, sealed with a MAC, to an append-only file outside the database, so
+    a rewritten or truncated chain can be told from the real one later.
+
+    With `only_if_moved`, nothing is appended when the last line already records the head (the
+    periodic writer and the start of the stack: idempotent). Returns the checkpoint that anchors
+    the head (the new line, or the last one when the head has not moved); None when the trail
+    is empty. Raises CheckpointConflict, writing nothing, when the event at the last
+    checkpoint's sequence no longer carries the hash it recorded."""
     path = Path(path) if path is not None else checkpoint_file(using)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(head.as_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    return head
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        # One writer at a time, so "has the head moved?" and the append are one step.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        head = chain_head(using)
+        if head is None:
+            return None
+        try:
+            last = Checkpoint.from_line(_last_line(fd))
+        except CheckpointError:
+            last = None  # empty file, or a bad last line: verify_audit_trail reports it
+        if last is not None:
+            found = _hash_at(last.seq, using) if last.seq <= head.seq else None
+            if found != last.hash:
+                state = (
+                    "is missing"
+                    if found is None
+                    else f"carries hash {found[:16]}… instead of {last.hash[:16]}…"
+                )
+                raise CheckpointConflict(
+                    f"the last checkpoint in {path} ({last}) does not match the audit trail: "
+                    f"event #{last.seq} {state}. The chain was rewritten or cut off, or the "
+                    "database was recreated; run verify_audit_trail. No checkpoint written."
+                )
+            if only_if_moved and last.seq == head.seq:
+                return last
+        os.write(fd, (head.as_json() + "\n").encode("utf-8"))
+        os.fsync(fd)
+        return head
+    finally:
+        os.close(fd)
 
 
 def checkpoints(path: Path | None = None) -> list[Checkpoint]:
-    """Every checkpoint in the file, oldest first (none when the file does not exist)."""
+    """Every checkpoint in the file, oldest first (none when the file does not exist). Raises
+    CheckpointError naming the first line that is not an authentic checkpoint."""
     path = Path(path) if path is not None else checkpoint_file()
     if not path.exists():
         return []
@@ -234,17 +350,9 @@ def checkpoints(path: Path | None = None) -> list[Checkpoint]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            found.append(
-                Checkpoint(
-                    seq=int(data["seq"]),
-                    hash=str(data["hash"]),
-                    written_at=str(data["written_at"]),
-                    database=str(data.get("database", "")),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}, line {number}: not a checkpoint ({error})") from error
+            found.append(Checkpoint.from_line(line))
+        except CheckpointError as error:
+            raise CheckpointError(f"{path}, line {number}: {error}") from error
     return found
 
 
@@ -272,6 +380,18 @@ class Verification:
     head: Checkpoint | None = None
     findings: list[Finding] = field(default_factory=list)
     more_findings: int = 0
+    # The checkpoint with the highest sequence, the events after it (not yet anchored outside
+    # the database), when the oldest of those was written, and the database clock at the walk.
+    anchor: Checkpoint | None = None
+    unanchored: int = 0
+    unanchored_since: datetime | None = None
+    checked_at: datetime | None = None
+
+    @property
+    def unanchored_age(self) -> timedelta | None:
+        if self.unanchored_since is None or self.checked_at is None:
+            return None
+        return self.checked_at - self.unanchored_since
 
     @property
     def is_ok(self) -> bool:
@@ -381,8 +501,10 @@ def verify_trail(
     else:
         marks = list(checkpoint)
     wanted = {mark.seq for mark in marks}
+    anchor = max(marks, key=lambda mark: mark.seq) if marks else None
+    anchor_seq = anchor.seq if anchor is not None else 0
     seen: dict[int, str] = {}
-    result = Verification()
+    result = Verification(anchor=anchor)
     chain: list[Finding] = []
 
     def report(finding: Finding) -> None:
@@ -403,6 +525,9 @@ def verify_trail(
     expected_prev = GENESIS_HASH
     before_prev: str | None = None
     last: tuple | None = None
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        result.checked_at = cursor.fetchone()[0]
     with transaction.atomic(using=using), conn.chunked_cursor() as cursor:
         cursor.execute(_WALK_SQL)
         while rows := cursor.fetchmany(2000):
@@ -411,6 +536,10 @@ def verify_trail(
                 result.checked += 1
                 if seq in wanted:
                     seen[seq] = stored
+                if seq > anchor_seq:
+                    result.unanchored += 1
+                    if result.unanchored_since is None:
+                        result.unanchored_since = row[3]
                 altered = _hash(row) != stored
                 if seq != expected_seq:
                     flush()
@@ -485,7 +614,16 @@ def _checkpoint_findings(
             )
         )
     good = None
-    for mark in sorted((m for m in marks if m.seq in seen), key=lambda m: m.seq):
+    for mark in sorted((m for m in marks if m.seq <= last_seq), key=lambda m: m.seq):
+        if mark.seq not in seen:
+            findings.append(
+                Finding(
+                    mark.seq,
+                    f"deleted: the checkpoint of {mark.written_at} recorded event #{mark.seq} "
+                    f"with hash {mark.hash[:16]}…, but the trail has no event #{mark.seq}",
+                )
+            )
+            break
         if seen[mark.seq] == mark.hash:
             good = mark
             continue

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MaxLengthValidator
 from django.utils import timezone
 
 from .errors import RuleViolation
@@ -23,6 +25,23 @@ def signature_password_field(**kwargs) -> forms.CharField:
         strip=False,
         **kwargs,
     )
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form shows the username's maximum length but does not check it: a longer
+    username reached the lockout records (a bounded column) and failed the request."""
+
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.has_error("username"):
+            for message in self.errors.pop("username"):
+                self.add_error(None, f"User name: {message}")
+        return cleaned
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -1,5 +1,6 @@
-"""`make run`: start the embedded servers, migrate, load the demo data, then supervise the Celery
-worker, Celery beat and gunicorn until Ctrl-C or SIGTERM."""
+"""`make run`: generate the keys under var/ once, start the embedded servers, migrate, load the
+demo data, then supervise the Celery worker, Celery beat and gunicorn until Ctrl-C or SIGTERM.
+DEBUG is off unless DEBUG=1."""
 
 import http.client
 import os
@@ -70,6 +71,38 @@ def child_commands(host: str, port: int) -> dict[str, list[str]]:
             "-",
         ],
     }
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
+# Plain HTTP on a loopback address: no HTTPS redirect, HSTS or secure-only cookies, and mail to
+# the console; production (docker-compose.yml) keeps the settings' defaults.
+LOCAL_QUICK_START_ENV = {
+    "SECURE_SSL_REDIRECT": "0",
+    "SECURE_HSTS_SECONDS": "0",
+    "SESSION_COOKIE_SECURE": "0",
+    "CSRF_COOKIE_SECURE": "0",
+    "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+}
+
+
+def child_environment(host: str, base: dict[str, str]) -> dict[str, str]:
+    """The environment of the manage.py steps, the Celery worker and beat and gunicorn: `base`
+    with the hosts the quick start serves and, on a loopback address, the plain-HTTP defaults.
+    Variables already set in `base` win. DEBUG stays off unless `base` sets DEBUG=1; the keys
+    are read from var/ (see `embedded.ensure_keys`)."""
+    env = dict(base)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "qms.settings")
+    served = ["127.0.0.1", "localhost"]
+    if host not in (*WILDCARD_HOSTS, *served):
+        served.append(f"[{host}]" if ":" in host else host)
+    if not env.get("ALLOWED_HOSTS"):
+        env["ALLOWED_HOSTS"] = ",".join(served)
+    if host in LOOPBACK_HOSTS:
+        for name, value in LOCAL_QUICK_START_ENV.items():
+            if not env.get(name):
+                env[name] = value
+    return env
 
 
 def banner(url: str, password: str, seconds: float) -> str:
@@ -159,17 +192,22 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     password = os.environ.get("DEMO_PASSWORD") or "demo-password"
     url = f"http://{host}:{port}/"
-    owns_postgres = False
+    holds_postgres = False
     exit_code = 0
     try:
         if port_is_open(host, port):
             raise SupervisorError(f"{host}:{port} is already in use; set PORT to another port")
-        starts_postgres = not os.environ.get("DATABASE_URL") and not embedded.postgres_is_running()
-        embedded.ensure_env()
-        owns_postgres = starts_postgres
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qms.settings")
-        env = dict(os.environ)
-        for step in (manage("migrate", "--noinput"), manage("seed_demo")):
+        embedded.ensure_keys()
+        holds_postgres = not os.environ.get("DATABASE_URL")
+        embedded.ensure_env(hold_postgres=holds_postgres)
+        env = child_environment(host, dict(os.environ))
+        steps = (
+            manage("migrate", "--noinput"),
+            manage("seed_demo"),
+            # anchor the audit chain outside the database before anyone works (beat keeps it)
+            manage("audit_checkpoint", "--if-moved"),
+        )
+        for step in steps:
             if supervisor.stop_signal is not None:
                 return 0
             embedded.run_checked(step, env)
@@ -187,11 +225,11 @@ def main() -> int:
             print(f"qms.run: {' '.join(error.cmd[1:])} failed", file=sys.stderr, flush=True)
             exit_code = 1
     finally:
-        if supervisor.children or owns_postgres:
+        if supervisor.children or holds_postgres:
             stopping = time.monotonic()
             supervisor.stop_children()
-            if owns_postgres:
-                embedded.stop_postgres()
+            if holds_postgres:
+                embedded.postgres_release()
             print(f"qms.run: stopped in {time.monotonic() - stopping:.1f} s", flush=True)
     return exit_code
 

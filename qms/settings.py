@@ -5,6 +5,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from qms.embedded import SECRET_KEY_FILE, SIGNATURE_SEAL_KEY_FILE, VAR_DIR, key_file_value
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -20,12 +23,27 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY") or (
-    "insecure-quick-start-key-set-SECRET_KEY-in-production" if DEBUG else ""
-)
+DEBUG = env_bool("DEBUG", False)
+# Keys come from the environment or from the files `make run` generates once under var/ (mode
+# 0600); with DEBUG on, a missing file is generated here. There is no built-in key.
+SECRET_KEY = os.environ.get("SECRET_KEY") or key_file_value(SECRET_KEY_FILE, create=DEBUG)
 if not SECRET_KEY:
-    raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is not set: set it in the environment, or run `make run` once to generate "
+        f"{SECRET_KEY_FILE}"
+    )
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", "")
+# The e-signature seal key (21 CFR 11.70), separate from SECRET_KEY so either can be rotated
+# alone; signatures sealed with a key in SIGNATURE_SEAL_KEY_FALLBACKS stay verifiable.
+SIGNATURE_SEAL_KEY = os.environ.get("SIGNATURE_SEAL_KEY") or key_file_value(
+    SIGNATURE_SEAL_KEY_FILE, create=DEBUG
+)
+if not SIGNATURE_SEAL_KEY:
+    raise ImproperlyConfigured(
+        f"SIGNATURE_SEAL_KEY is not set: set it in the environment, or run `make run` once to "
+        f"generate {SIGNATURE_SEAL_KEY_FILE}"
+    )
+SIGNATURE_SEAL_KEY_FALLBACKS = env_list("SIGNATURE_SEAL_KEY_FALLBACKS", "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -56,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "qms.middleware.RequestBoundsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -67,6 +86,11 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
+
+# Largest request body outside file uploads (JSON, forms), refused with 413 by
+# qms.middleware.RequestBoundsMiddleware; an EPCIS import may carry a larger document.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+EPCIS_UPLOAD_MAX_SIZE = int(os.environ.get("EPCIS_UPLOAD_MAX_SIZE", str(50 * 1024 * 1024)))
 
 ROOT_URLCONF = "qms.urls"
 WSGI_APPLICATION = "qms.wsgi.application"
@@ -120,7 +144,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "audit-checkpoint": {
         "task": "qms.tasks.write_audit_checkpoint",
-        "schedule": 3600.0,
+        "schedule": 300.0,
     },
     "documents-make-due-effective": {
         "task": "documents.tasks.documents_make_due_effective",
@@ -148,9 +172,15 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # 21 CFR 11.300(d): lock an account after repeated failed attempts, on login and on signing.
+# Failures count per account and client address together, so nobody elsewhere can lock a named
+# account; an address with AXES_ADDRESS_FAILURE_LIMIT failures on any usernames is locked too
+# (password spraying). The address limit and the handler that applies it are qms.sessions'.
 AXES_FAILURE_LIMIT = 5
+AXES_ADDRESS_FAILURE_LIMIT = int(os.environ.get("AXES_ADDRESS_FAILURE_LIMIT", "20"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
-AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "qms.sessions.LockoutHandler"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "qms.views.locked_out"
 AXES_VERBOSE = False
@@ -172,17 +202,23 @@ QMS_SITE_NAME = os.environ.get("QMS_SITE_NAME", "Riverside CMO, Plant 1")
 QMS_SITE_COUNTRY = os.environ.get("QMS_SITE_COUNTRY", "US")
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = DEBUG
-if DEBUG:
+# STATIC_MANIFEST=1 (the Docker image, which runs collectstatic) serves the collected files under
+# hashed names; otherwise WhiteNoise serves them from the apps and static/ as they are, so the
+# quick start needs no collectstatic whatever DEBUG is.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", False)
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "whitenoise.storage.CompressedStaticFilesStorage"
     },
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "media"))
@@ -218,6 +254,11 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "qms.api_query.WritesNeedAWriteRole",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "qms.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "qms.api_query.ApiPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
@@ -229,7 +270,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 REST_KNOX = {
-    "TOKEN_TTL": timedelta(hours=int(os.environ.get("API_TOKEN_TTL_HOURS", "720"))),
+    "TOKEN_TTL": timedelta(hours=int(os.environ.get("API_TOKEN_TTL_HOURS", "8"))),
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
@@ -265,14 +306,16 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# HTTPS behaviour with DEBUG off. Production keeps the defaults; `make run` serving on a loopback
+# address over plain HTTP sets all four off for its processes.
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 
 LOGGING = {
     "version": 1,
@@ -290,7 +333,3 @@ LOGGING = {
 
 # The audit trigger reads the acting user from pghistory's context, set for every request.
 PGHISTORY_MIDDLEWARE_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
-
-# Lockout is per account (21 CFR 11.300(d)): any five failures lock the user, whatever the source
-# address; axes' advice to add the IP address would weaken that to per-address lockout.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]

@@ -2,8 +2,9 @@
 
 A signature re-checks the signer's password through `authenticate()`, the same path as login, so
 failed attempts on either count toward one lockout. It records the meaning, the UTC time, the
-printed name as it was at signing, and a hash of the record's content; a server-keyed seal binds
-all of it to the one record signed, so a copied signature or a changed record shows as invalid."""
+printed name as it was at signing, and a hash of the record's content; a seal keyed with
+SIGNATURE_SEAL_KEY (not Django's SECRET_KEY) binds all of it to the one record signed, so a
+copied signature or a changed record shows as invalid."""
 
 import hashlib
 import hmac
@@ -76,13 +77,16 @@ def _signing_request(request) -> HttpRequest:
 def signer_verify(*, user, password: str, request=None) -> None:
     """21 CFR 11.200(a): the signer proves identity with the password at each signing. Run this
     before the signing transaction opens, so a failure is counted even though the action is
-    refused."""
+    refused. A failure counts toward the lockout of the signer at this client address only
+    (`signing` marks it for `qms.sessions.LockoutHandler`), never toward the address's limit."""
     http_request = _signing_request(request)
     if not password:
         raise RuleViolation(
             KernelError.SIGNATURE_PASSWORD, "Enter your password to sign (21 CFR 11.200)."
         )
-    authenticated = authenticate(http_request, username=user.get_username(), password=password)
+    authenticated = authenticate(
+        http_request, username=user.get_username(), password=password, signing=True
+    )
     if getattr(http_request, "axes_locked_out", False):
         raise RuleViolation(
             KernelError.SIGNATURE_LOCKED,
@@ -113,7 +117,7 @@ def signature_apply(*, record, user, meaning: str, sponsor_id: int | None = None
         signed_at=timezone.now().replace(microsecond=0),
         content_hash=record_content_hash(record),
     )
-    signature.seal = _seal(_seal_message(signature), settings.SECRET_KEY)
+    signature.seal = _seal(_seal_message(signature), settings.SIGNATURE_SEAL_KEY)
     signature.save()
     return signature
 
@@ -131,8 +135,8 @@ class SignatureCheck:
 def signature_check(signature: Signature, record=None) -> SignatureCheck:
     """Is the signature still what was signed, on this record?"""
     message = _seal_message(signature)
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    if not any(hmac.compare_digest(signature.seal, _seal(message, s)) for s in secrets):
+    keys = [settings.SIGNATURE_SEAL_KEY, *settings.SIGNATURE_SEAL_KEY_FALLBACKS]
+    if not any(hmac.compare_digest(signature.seal, _seal(message, key)) for key in keys):
         return SignatureCheck(False, "the signature does not belong to this record")
     if record is None:
         record = signature.record

@@ -4,9 +4,13 @@ import django_filters
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
+from django.urls import NoReverseMatch
+from django.utils.html import escape
 from django.views.decorators.http import require_POST, require_safe
 
 from sponsors.selectors import is_sponsor_user, sponsor_list
@@ -81,11 +85,21 @@ def notification_read(request, pk: int):
 
 
 def _error_page(request, status: int, title: str, detail: str):
+    """The project's own error page: `{"error", "detail"}` under /api/, HTML elsewhere; never
+    anything internal (no traceback, settings or query)."""
     if request.path.startswith("/api/"):
         return JsonResponse(
             {"error": title.lower().replace(" ", "_"), "detail": detail}, status=status
         )
     return render(request, "error.html", {"title": title, "detail": detail}, status=status)
+
+
+def _bare_error_page(status: int, title: str, detail: str) -> HttpResponse:
+    return HttpResponse(
+        f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+        f"<p>{escape(detail)}</p>",
+        status=status,
+    )
 
 
 def handler403(request, exception=None):
@@ -98,7 +112,13 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
-    return _error_page(request, 500, "Server error", "Something went wrong on our side.")
+    """The failure may be the database or a template: when the full page cannot be made, a bare
+    one is served."""
+    title, detail = "Server error", "Something went wrong on our side."
+    try:
+        return _error_page(request, 500, title, detail)
+    except (DatabaseError, NoReverseMatch, TemplateDoesNotExist, TemplateSyntaxError):
+        return _bare_error_page(500, title, detail)
 
 
 def handler400(request, exception=None):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from qms.audit import audit_context
+from qms.bounds import date_check
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import signature_apply, signer_verify
@@ -212,6 +213,7 @@ def quality_agreement_make_effective(
         _require(user, agreement.sponsor, "approve", "approve quality agreements")
     signer_verify(user=user, password=password, request=request)
     effective_from = effective_from or timezone.now()
+    date_check(effective_from, f"{agreement}: the effective date", SponsorError.EFFECTIVE_DATE)
     with transaction.atomic(), audit_context(actor=user, reason=f"approved {agreement}"):
         locked = QualityAgreement.objects.select_for_update().get(pk=agreement.pk)
         if not locked.is_draft:
@@ -265,6 +267,7 @@ def access_grant_check(*, user, sponsor: Sponsor, role: str, expires_at: datetim
     an auditor's grant must expire."""
     if role not in Role.values:
         raise RuleViolation(SponsorError.INVALID, f"Unknown role {role!r}.")
+    date_check(expires_at, "The access grant's expiry", SponsorError.INVALID)
     organisation = _user_organisation(user)
     name = user.get_username()
     if role in SPONSOR_SIDE_ROLES and (organisation is None or organisation.pk != sponsor.pk):

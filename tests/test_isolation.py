@@ -5,14 +5,24 @@ Each route the URLconf exposes must have an entry in ROUTES; a new route without
 their own sponsor (A) and of the other sponsor (B, whose records all carry the marker ZZOTHER);
 the status must be the expected one and no response of a sponsor-A actor may contain ZZOTHER."""
 
+import dataclasses
+import html
+import inspect
+import io
+import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import django_filters
+import pypdf
 import pytest
+from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.test import APIRequestFactory
 
 from batches import services as batch_services
 from batches.disposition import batch_disposition
@@ -307,6 +317,9 @@ ROUTES: dict[str, Route] = {
     "sponsors:product": Route("cmo", args=lambda w, s, a: [w.products[s].pk]),
     "api:api-root": Route("api", scoped=False),
     "api:token": Route("open", method="post", ok=400, scoped=False),
+    # logout takes only a token (the matrix signs in by session: 401); logoutall takes either
+    "api:logout": Route("api", method="post", scoped=False, personal=True, expect=lambda a, s: 401),
+    "api:logoutall": Route("api", method="post", scoped=False, personal=True),
     "api:sponsor-list": Route("api", scoped=False),
     "api:sponsor-detail": Route("api", args=lambda w, s, a: [w.sponsors[s].code]),
     "api:product-list": Route("api", scoped=False),
@@ -314,7 +327,11 @@ ROUTES: dict[str, Route] = {
     "api:quality-agreement-list": Route("api", scoped=False),
     "api:quality-agreement-detail": Route("api", args=lambda w, s, a: [w.agreements[s].pk]),
     "api:audit-event-list": Route("api", scoped=False),
-    "api:audit-event-detail": Route("api", args=lambda w, s, a: [w.events[s].seq]),
+    "api:audit-event-detail": Route(  # sponsor users have no single-event route
+        "api",
+        args=lambda w, s, a: [w.events[s].seq],
+        expect=lambda a, s: 200 if a == SUPERUSER or (a in CMO_ACTORS and s == OWN) else 404,
+    ),
     "batches:lots": Route("cmo", scoped=False),
     "batches:lot": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
     "batches:recall": Route("cmo", args=lambda w, s, a: [_mfg(w, s)["lot"].lot_number]),
@@ -487,6 +504,36 @@ def expected_status(route: Route, actor: str, side: str) -> int:
     return route.ok
 
 
+def response_text(response) -> str:
+    """The text a response shows, whatever its format: HTML and JSON decoded, CSV decoded (UTF-8,
+    with or without a byte-order mark), a PDF's extracted text (its content streams are
+    compressed, so the raw bytes hide it) followed by its raw bytes. Anything else is read as
+    Latin-1, so no byte is lost."""
+    body = response.getvalue()
+    content_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/pdf" or body.startswith(b"%PDF"):
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(body))
+            text = "\n".join(page.extract_text() or "" for page in reader.pages)
+        except Exception as error:  # a PDF that does not parse is searched as bytes only
+            text = f"(unreadable PDF: {error})"
+        return text + "\n" + body.decode("latin-1")
+    if content_type.startswith("text/") or content_type.endswith(("json", "+xml", "/xml")):
+        return body.decode("utf-8-sig", errors="replace")
+    return body.decode("latin-1")
+
+
+def leaks(response, echoed=()) -> bool:
+    """Does the response show the other sponsor's marker? What the actor sent (a filter value
+    echoed into its form field, a path argument) is not a leak, so it is removed first."""
+    text = response_text(response)
+    for value in echoed:
+        value = str(value)
+        for form in (f'value="{html.escape(value)}"', f'value="{value}"'):
+            text = text.replace(form, "")
+    return MARKER in text
+
+
 def _client(world: World, actor: str) -> Client:
     client = Client()
     if actor != ANON:
@@ -532,9 +579,11 @@ def test_isolation_matrix(name, world):
                     f"{actor} {side} {route.method.upper()} {url}: {response.status_code} != {want}"
                 )
                 continue
-            leaked = MARKER.encode() in response.content
-            if actor != SUPERUSER and response.status_code == 200 and leaked:
-                failures.append(f"{actor} {side} {url}: response shows another sponsor's data")
+            if actor != SUPERUSER and leaks(response):
+                failures.append(
+                    f"{actor} {side} {url}: the {response.status_code} response shows another "
+                    "sponsor's data"
+                )
     assert not failures, "\n".join(failures)
 
 
@@ -549,3 +598,203 @@ def test_admin_is_for_superusers_only(world):
             response = client.get(reverse(name))
             want = 200 if actor == SUPERUSER else 302
             assert response.status_code == want, (actor, name, response.status_code)
+
+
+# --- the shared raw lot --------------------------------------------------------------------------
+
+# Recall and trace from the raw lot both sponsors' batches consumed: the walk crosses into the
+# other sponsor's batches, lots and customers, and must stop at the actor's scope. The lot is a
+# site lot, so there is no "other side" to ask for.
+SHARED_LOT_ROUTES = [
+    "batches:recall",
+    "batches:recall-csv",
+    "batches:recall-pdf",
+    "portal:recall",
+    "portal:recall-csv",
+    "portal:recall-pdf",
+    "api:lot-recall-scope",
+    "api:lot-trace",
+    "api:epcis-export",
+]
+
+
+@pytest.mark.parametrize("name", SHARED_LOT_ROUTES)
+@pytest.mark.django_db
+def test_recall_and_trace_of_the_shared_raw_lot_show_own_sponsor_only(name, world):
+    # given: pages walk either way (?direction=), API routes each one way
+    route = dataclasses.replace(ROUTES[name], args=lambda w, s, a: [w.mfg["raw"].lot_number])
+    url = reverse(name, args=route.args(world, OWN, None))
+    queries = [{}] if route.kind == "api" else [{"direction": "forward"}, {"direction": "backward"}]
+    failures = []
+    # when / then
+    for actor in ACTORS:
+        want = expected_status(route, actor, OWN)
+        for query in queries:
+            response = _client(world, actor).get(url, query)
+            if response.status_code != want:
+                failures.append(f"{actor} GET {url} {query}: {response.status_code} != {want}")
+            elif actor != SUPERUSER and leaks(response):
+                failures.append(f"{actor} GET {url} {query}: shows another sponsor's data")
+    owners = [a for a in ACTORS if expected_status(route, a, OWN) == 200 and a != SUPERUSER]
+    assert owners, f"{name}: no own-sponsor actor reaches the shared lot"
+    assert not failures, "\n".join(failures)
+
+
+def test_every_recall_and_trace_route_is_asked_for_the_shared_lot():
+    recall_like = {
+        name
+        for name in ROUTES
+        if any(word in name for word in ("recall", "trace", "epcis-export"))
+        and ROUTES[name].method == "get"
+    }
+    missing = sorted(recall_like - set(SHARED_LOT_ROUTES))
+    assert not missing, f"recall/trace routes not asked for the shared raw lot: {missing}"
+
+
+# --- list filters ----------------------------------------------------------------------------
+
+
+def _other_records(world) -> dict:
+    """The other sponsor's record of each model the world holds."""
+    mfg, other = world.mfg[OTHER], OTHER
+    records = [
+        world.sponsors[other],
+        world.products[other],
+        world.agreements[other],
+        world.notifications[other][0],
+        world.events[other],
+        world.mfg["tanks"][other],
+        world.documents[other]["document"],
+        world.documents[other]["version"],
+        world.documents[other]["record"],
+        world.changes[other]["change"],
+        *(mfg[key] for key in ("material", "mbr", "batch", "lot", "shipment", "deviation")),
+        mfg["capa"],
+        mfg["shipment"].customer,
+    ]
+    return {type(record): record for record in records}
+
+
+def _other_value(world, model, name: str, flt) -> str:
+    """The other sponsor's value for a filter: its field path walked from the other sponsor's
+    record of the listed model (`product__code` of a batch list: ZZOTHER-P1; a choice of
+    products: the ZZOTHER product's key). A filter with no such path gets the marker itself."""
+    if isinstance(flt, django_filters.OrderingFilter):
+        return next(iter(flt.param_map), "")
+    records = _other_records(world)
+    obj = records.get(model)
+    value = None
+    for part in (flt.field_name or name).split("__"):
+        try:
+            model_field = model._meta.get_field(part)
+        except (FieldDoesNotExist, AttributeError):
+            value = obj = None
+            break
+        if model_field.is_relation and model_field.related_model is not None:
+            model = model_field.related_model
+            obj = getattr(obj, part, None) if obj is not None else records.get(model)
+            value = obj
+        else:
+            value = getattr(obj, part, None) if obj is not None else None
+            obj = None
+    if hasattr(value, "pk"):
+        value = getattr(value, flt.extra.get("to_field_name") or "pk")
+    if value is None:
+        return world.sponsors[OTHER].code if "sponsor" in name else MARKER
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _page_filtersets(name: str) -> list:
+    """The FilterSets a page's view function builds from the query string."""
+    func = inspect.unwrap(resolve(reverse(name)).func)
+    module = sys.modules[func.__module__]
+    found = []
+    for symbol in func.__code__.co_names:
+        candidate = getattr(module, symbol, None)
+        if isinstance(candidate, type) and issubclass(candidate, django_filters.FilterSet):
+            found.append(candidate)
+    return found
+
+
+def _api_filterset(name: str, user):
+    """The filterset DRF's filter backend gives a list endpoint, built as for a request."""
+    url = reverse(name)
+    func = resolve(url).func
+    view = func.cls(**func.initkwargs)
+    view.action_map = {"get": "list"}
+    request = view.initialize_request(APIRequestFactory().get(url))
+    request.user = user
+    view.request, view.args, view.kwargs, view.action, view.format_kwarg = (
+        request,
+        (),
+        {},
+        "list",
+        None,
+    )
+    return DjangoFilterBackend().get_filterset_class(view, view.get_queryset())
+
+
+LIST_PAGES = sorted(
+    name
+    for name, route in ROUTES.items()
+    if route.kind in ("cmo", "portal", "any_user")
+    and route.method == "get"
+    and route.args is None
+    and route.ok == 200
+)
+API_LISTS = sorted(name for name in ROUTES if name.startswith("api:") and name.endswith("-list"))
+
+
+def _filter_params(world, name: str) -> dict:
+    """Each filter parameter of a list route, with the other sponsor's value."""
+    params = {}
+    if name in API_LISTS:
+        filtersets = [_api_filterset(name, world.users[SUPERUSER])]
+    else:
+        filtersets = _page_filtersets(name)
+    for filterset in filter(None, filtersets):
+        model = filterset._meta.model
+        for param, flt in filterset.base_filters.items():
+            params[param] = _other_value(world, model, param, flt)
+    return params
+
+
+@pytest.mark.parametrize("name", API_LISTS + LIST_PAGES)
+@pytest.mark.django_db
+def test_list_filtered_by_the_other_sponsors_values_shows_nothing_of_theirs(name, world):
+    # given
+    route = ROUTES[name]
+    params = _filter_params(world, name)
+    if not params:
+        pytest.skip(f"{name} has no filter parameters")
+    actors = [a for a in ACTORS if a != SUPERUSER and expected_status(route, a, OWN) == 200]
+    url = reverse(name)
+    failures = []
+    # when / then
+    for actor in actors:
+        client = _client(world, actor)
+        for param, value in [*params.items(), ("*", None)]:
+            query = params if param == "*" else {param: value}
+            response = client.get(url, query)
+            if response.status_code not in (200, 400):
+                failures.append(f"{actor} GET {url} {query}: {response.status_code}")
+            elif leaks(response, echoed=query.values()):
+                failures.append(f"{actor} GET {url} {query}: shows another sponsor's data")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_page_filterset_is_asked_with_the_other_sponsors_values():
+    """A FilterSet that no list page of the matrix builds is one the test above never tries."""
+    used = {fs for name in LIST_PAGES for fs in _page_filtersets(name)}
+    defined = set()
+    pending = list(django_filters.FilterSet.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        module = cls.__module__.split(".")[0]
+        if module not in ("django_filters", "rest_framework", "tests") and "api" not in (
+            cls.__module__
+        ):
+            defined.add(cls)
+    missing = sorted(f"{cls.__module__}.{cls.__name__}" for cls in defined - used)
+    assert not missing, f"page FilterSets no list page of the matrix builds: {missing}"

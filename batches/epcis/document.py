@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
 
+from qms.bounds import date_problem
+
 from ..models import Unit
 from .identifiers import UOM_UNITS, Identifier, Malformed, cbv, parse_identifier
 from .report import ImportReport, Issue
@@ -154,6 +156,9 @@ def prepare(index: int, raw, report: ImportReport) -> Event | None:
             moment = None
     if moment is None or moment.tzinfo is None:
         return problem(f"eventTime {stamp!r} is not a date and time with a UTC offset.")
+    out_of_range = date_problem(moment)
+    if out_of_range:
+        return problem(f"eventTime {out_of_range}")
     if "errorDeclaration" in raw and not isinstance(raw["errorDeclaration"], dict):
         return problem("errorDeclaration must be an object.")
     return Event(index, raw, event_id, kind, moment)

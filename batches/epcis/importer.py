@@ -10,6 +10,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Sum
 
 from qms.audit import audit_context
+from qms.bounds import IDENTIFIER_RULE, identifier_problem
 from qms.errors import RuleViolation
 from qms.tenancy import sponsor_ids_for
 from suppliers.models import Supplier
@@ -148,8 +149,11 @@ class _Importer:
 
     def _lot_ref(self, item: Quantity, lot_number: str) -> LotRef:
         material = self._material(item.ident, item.where)
-        if not lot_number.strip() or len(lot_number) > Lot._meta.get_field("lot_number").max_length:
-            raise Problem(f"{item.where}: lot number {lot_number!r} cannot be recorded.")
+        if identifier_problem(lot_number):
+            raise Problem(
+                f"{item.where}: lot number {lot_number!r} cannot be recorded: a lot number has "
+                f"{IDENTIFIER_RULE}."
+            )
         if item.quantity is not None and item.unit != material.unit:
             raise Problem(
                 f"{item.where}: {item.ident.uri} is counted in {Unit(item.unit).label}, but "

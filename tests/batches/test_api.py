@@ -4,8 +4,6 @@ trace per user, constant query counts, and the OpenAPI schema."""
 from dataclasses import dataclass
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -13,6 +11,7 @@ from batches import services
 from batches.models import Equipment, Material
 from sponsors.models import Role
 from tests.factories import PASSWORD, make_user
+from tests.querycount import count_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -561,10 +560,7 @@ def _grow(plant, raw, n):
 def _count(user, url):
     client = APIClient()
     client.force_login(user)
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, (url, response.content)
-    return len(queries)
+    return count_queries(client, url)
 
 
 def _counts(plant, auditor, raw, last):

@@ -5,9 +5,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,6 +29,7 @@ from sponsors.models import Role
 from suppliers.models import Supplier
 from tests.documents.conftest import People, mbr_naming, sop
 from tests.factories import PASSWORD, make_user
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -895,14 +894,6 @@ def test_sponsor_users_are_refused_the_cmo_acts(site):
 # --- query counts --------------------------------------------------------------------------
 
 
-def _count(client, url) -> int:
-    client.get(url)  # warm up: session, content types, scope
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code)
-    return len(queries)
-
-
 def test_execution_page_query_count_is_constant(site):
     client = _client(site.verifier)
     batch = _running(site)
@@ -916,12 +907,12 @@ def test_execution_page_query_count_is_constant(site):
                 code=site.next("EQ"), name="Mixer", kind="mixer", qualified_until=date(2099, 1, 1)
             )
 
-    grow(5)
-    step = batch.mbr.steps.get(sequence=1)
-    services.batch_record_step(batch=batch, step=step, performed_by=site.operator, value="5")
-    small = _count(client, url)
-    grow(45)
-    assert _count(client, url) == small
+    def first(n):
+        grow(n)
+        step = batch.mbr.steps.get(sequence=1)
+        services.batch_record_step(batch=batch, step=step, performed_by=site.operator, value="5")
+
+    assert_constant_queries(client, url, first, more=grow)
 
 
 def test_shipments_list_query_count_is_constant(site):
@@ -933,7 +924,4 @@ def test_shipments_list_query_count_is_constant(site):
         for _ in range(n):
             services.shipment_create(lot=lot, customer=northwind, quantity="1", by=site.operator)
 
-    ship(5)
-    small = _count(client, _url("shipments"))
-    ship(45)
-    assert _count(client, _url("shipments")) == small
+    assert_constant_queries(client, _url("shipments"), ship)

@@ -4,14 +4,13 @@
 from dataclasses import dataclass
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from batches import services
 from sponsors.models import Role
 from tests.factories import PASSWORD, make_user
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -367,32 +366,33 @@ def test_sponsor_users_are_refused_and_anonymous_sent_to_login(site):
 # --- query counts --------------------------------------------------------------------------
 
 
-def _count(client, url) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code)
-    return len(queries)
-
-
 def test_lot_list_query_count_is_constant(plant):
     client = _client(plant.qa)
-    for _ in range(5):
-        plant.run_batch(plant.product_a, [(plant.receive(plant.api), "5")])
-    small = _count(client, reverse("batches:lots"))
-    for _ in range(45):
-        plant.receive(plant.api)
-    assert _count(client, reverse("batches:lots")) == small
+
+    def grow(n):
+        for _ in range(n):
+            plant.run_batch(plant.product_a, [(plant.receive(plant.api), "5")])
+
+    def more(n):
+        for _ in range(n):
+            plant.receive(plant.api)
+
+    assert_constant_queries(client, reverse("batches:lots"), grow, more=more)
 
 
 def test_batch_list_query_count_is_constant(plant):
     client = _client(plant.qa)
     raw = plant.receive(plant.api, quantity="1000")
-    for _ in range(5):
-        plant.run_batch(plant.product_a, [(raw, "5")])
-    small = _count(client, reverse("batches:batches"))
-    for _ in range(45):
-        services.batch_plan(product=plant.product_b, number=plant.next("B"), by=plant.operator)
-    assert _count(client, reverse("batches:batches")) == small
+
+    def grow(n):
+        for _ in range(n):
+            plant.run_batch(plant.product_a, [(raw, "5")])
+
+    def more(n):
+        for _ in range(n):
+            services.batch_plan(product=plant.product_b, number=plant.next("B"), by=plant.operator)
+
+    assert_constant_queries(client, reverse("batches:batches"), grow, more=more)
 
 
 def test_batch_page_query_count_is_constant(plant):
@@ -406,10 +406,7 @@ def test_batch_page_query_count_is_constant(plant):
             lot = plant.receive(plant.api, quantity="1")
             services.batch_consume(batch=batch, lot=lot, quantity="1", by=plant.operator)
 
-    consume(5)
-    small = _count(client, url)
-    consume(45)
-    assert _count(client, url) == small
+    assert_constant_queries(client, url, consume)
 
 
 def test_recall_page_query_count_is_constant(plant):
@@ -423,8 +420,4 @@ def test_recall_page_query_count_is_constant(plant):
             _, lot = plant.run_batch(product, [(raw, "1")])
             services.shipment_create(lot=lot, customer=northwind, quantity="1", by=plant.operator)
 
-    url = reverse("batches:recall", args=[raw.lot_number])
-    grow(5)
-    small = _count(client, url)
-    grow(45)
-    assert _count(client, url) == small
+    assert_constant_queries(client, reverse("batches:recall", args=[raw.lot_number]), grow)

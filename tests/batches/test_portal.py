@@ -8,9 +8,7 @@ from datetime import timedelta
 
 import pypdf
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from batches import services
@@ -18,6 +16,7 @@ from batches.selectors import ROW_FIELDS
 from sponsors.models import Role
 from tests.batches.test_pages import MARKER, build_site
 from tests.factories import make_user
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -250,13 +249,6 @@ def test_anonymous_is_sent_to_login(site):
 # --- query counts ----------------------------------------------------------------------------
 
 
-def _count(client, url) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code)
-    return len(queries)
-
-
 def test_portal_batch_list_query_count_is_constant(plant):
     auditor = make_user(sponsor=plant.sponsor_a, role=Role.SPONSOR_AUDITOR)
     client = _client(auditor)
@@ -266,10 +258,7 @@ def test_portal_batch_list_query_count_is_constant(plant):
             for _ in range(n):
                 services.batch_plan(product=product, number=plant.next("B"), by=plant.operator)
 
-    grow(5, 5)
-    small = _count(client, reverse("portal:batches"))
-    grow(45, 5)
-    assert _count(client, reverse("portal:batches")) == small
+    assert_constant_queries(client, reverse("portal:batches"), lambda n: grow(n, 5))
 
 
 def test_portal_recall_page_query_count_is_constant(plant):
@@ -287,10 +276,7 @@ def test_portal_recall_page_query_count_is_constant(plant):
                 )
 
     url = reverse("portal:recall", args=[raw.lot_number])
-    grow(5, 2)
-    small = _count(client, url)
-    grow(45, 2)
-    assert _count(client, url) == small
+    assert_constant_queries(client, url, lambda n: grow(n, 2))
 
 
 def test_portal_shared_lot_page_query_count_is_constant(plant):
@@ -306,7 +292,4 @@ def test_portal_shared_lot_page_query_count_is_constant(plant):
                 services.batch_consume(batch=batch, lot=raw, quantity="1", by=plant.qa)
 
     url = reverse("portal:lot", args=[raw.lot_number])
-    grow(5, 2)
-    small = _count(client, url)
-    grow(45, 2)
-    assert _count(client, url) == small
+    assert_constant_queries(client, url, lambda n: grow(n, 2))

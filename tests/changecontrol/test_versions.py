@@ -17,6 +17,7 @@ from changecontrol.models import ChangeRequest
 from qms.errors import RuleViolation
 from sponsors.services import quality_agreement_create_draft, quality_agreement_make_effective
 from tests.factories import PASSWORD
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -402,9 +403,6 @@ def test_cancelling_the_change_releases_the_document_version(agreed, sop):
 
 
 def test_lots_by_version_page_costs_the_same_queries_for_5_and_50_batches(agreed):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     from batches.models import Batch, Lot
 
     plant = agreed
@@ -438,12 +436,4 @@ def test_lots_by_version_page_costs_the_same_queries_for_5_and_50_batches(agreed
             for b in batches
         )
 
-    def count():
-        with CaptureQueriesContext(connection) as queries:
-            assert client.get(url).status_code == 200
-        return len(queries)
-
-    grow(5)
-    few = count()
-    grow(45)
-    assert count() == few
+    assert_constant_queries(client, url, grow)

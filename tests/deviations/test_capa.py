@@ -4,9 +4,7 @@ e-signature, aging, the CAPA notice from the agreement, pages, API, scoping and 
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -21,6 +19,7 @@ from qms.signatures import signatures_for
 from qms.tenancy import forget_scope
 from sponsors.services import quality_agreement_create_draft, quality_agreement_make_effective
 from tests.factories import PASSWORD
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -552,30 +551,20 @@ def _grow(plant, n):
         _action(plant, capa, days=-1)
 
 
-def _count(client, url) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200
-    return len(queries)
-
-
 def test_capa_list_page_query_count_is_constant(plant):
     client = _client(plant.qa)
-    _grow(plant, 5)
-    few = _count(client, reverse("deviations:capa-list"))
-    _grow(plant, 45)
-    assert _count(client, reverse("deviations:capa-list")) == few
+    assert_constant_queries(client, reverse("deviations:capa-list"), lambda n: _grow(plant, n))
 
 
 def test_capa_api_list_query_count_is_constant(plant):
     api = APIClient()
     api.force_authenticate(plant.qa)
-    _grow(plant, 5)
-    forget_scope(plant.qa)
-    few = _count(api, reverse("api:capa-list"))
-    _grow(plant, 45)
-    forget_scope(plant.qa)
-    assert _count(api, reverse("api:capa-list")) == few
+
+    def grow(n):
+        _grow(plant, n)
+        forget_scope(plant.qa)
+
+    assert_constant_queries(api, reverse("api:capa-list"), grow)
 
 
 def test_capa_numbers_are_gapless_per_year(plant):

@@ -5,9 +5,7 @@ shows nothing of other sponsors, and list pages cost constant queries."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,6 +18,7 @@ from qms.notifications import deadlines_send_due
 from sponsors.models import Role
 from sponsors.services import quality_agreement_create_draft, quality_agreement_make_effective
 from tests.factories import PASSWORD, make_user
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -592,45 +591,40 @@ def test_portal_releases_list_no_other_sponsors_batch(terms, auditor_b):
 # --- query counts -------------------------------------------------------------------------------
 
 
-def _count(client, url) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        _get(client, url)
-    return len(queries)
+def _record_on(terms, batch):
+    def grow(n):
+        for _ in range(n):
+            _record(terms, batches=[batch])
+
+    return grow
 
 
 def test_deviation_list_query_count_is_constant(terms):
     batch, _ = _ready_batch(terms, terms.product_a)
     client = _client(terms.qa)
-    for _ in range(5):
-        _record(terms, batches=[batch])
-    few = _count(client, reverse("deviations:list"))
-    for _ in range(45):
-        _record(terms, batches=[batch])
-    assert _count(client, reverse("deviations:list")) == few
+    assert_constant_queries(client, reverse("deviations:list"), _record_on(terms, batch))
 
 
 def test_portal_deviation_list_query_count_is_constant(terms, auditor_a):
     batch, _ = _ready_batch(terms, terms.product_a)
     client = _client(auditor_a)
-    for _ in range(5):
-        _record(terms, batches=[batch])
-    few = _count(client, reverse("portal_deviations:list"))
-    for _ in range(45):
-        _record(terms, batches=[batch])
-    assert _count(client, reverse("portal_deviations:list")) == few
+    assert_constant_queries(client, reverse("portal_deviations:list"), _record_on(terms, batch))
 
 
 def test_release_queue_query_count_is_constant(terms):
     client = _client(terms.qa)
-    for index in range(5):
-        batch, _ = terms.run_batch(terms.product_a, [], release=False)
-        if index % 2:
-            _record(terms, batches=[batch])
-    few = _count(client, reverse("deviations:release-queue"))
-    for index in range(45):
-        product = terms.product_a if index % 2 else terms.product_b
-        batch, _ = terms.run_batch(product, [], release=False)
-        if index % 3 == 0:
-            _record(terms, batches=[batch])
-    many = _count(client, reverse("deviations:release-queue"))
-    assert many == few
+
+    def grow(n):
+        for index in range(n):
+            batch, _ = terms.run_batch(terms.product_a, [], release=False)
+            if index % 2:
+                _record(terms, batches=[batch])
+
+    def more(n):
+        for index in range(n):
+            product = terms.product_a if index % 2 else terms.product_b
+            batch, _ = terms.run_batch(product, [], release=False)
+            if index % 3 == 0:
+                _record(terms, batches=[batch])
+
+    assert_constant_queries(client, reverse("deviations:release-queue"), grow, more=more)

@@ -7,8 +7,6 @@ import hashlib
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -17,6 +15,7 @@ from documents.models import Document, DocumentVersion, TrainingRecord
 from sponsors.models import Role
 from tests.documents.conftest import effective, in_review, mbr_naming, pdf, sop
 from tests.factories import PASSWORD, make_user
+from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -270,15 +269,6 @@ def test_api_lists_have_constant_query_counts(people, plant, name):
                 user=plant.operator, version=version, trainee_password=PASSWORD
             )
 
-    def count():
-        client = _api(get_user_model().objects.get(pk=plant.qa.pk))
-        with CaptureQueriesContext(connection) as queries:
-            assert client.get(reverse(name)).status_code == 200
-        return len(queries)
-
-    grow(0, 5)
-    small = count()
-    grow(5, 45)
-
-    assert count() == small
+    client = _api(get_user_model().objects.get(pk=plant.qa.pk))
+    assert_constant_queries(client, reverse(name), lambda n: grow(0, n), more=lambda n: grow(5, n))
     assert DocumentVersion.objects.count() == 50

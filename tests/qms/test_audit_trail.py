@@ -586,9 +586,13 @@ def test_deleted_event_is_reported_as_gap(trail):
 
     _, findings = verify_chain(checkpoints())
 
+    mark = checkpoints()[0]
+    assert mark.seq == target
     assert [str(f) for f in findings] == [
         f"event #{target}: deleted: the sequence jumps from #{target - 1} to #{target + 1} "
-        f"(event #{target} is missing)"
+        f"(event #{target} is missing)",
+        f"event #{target}: deleted: the checkpoint of {mark.written_at} recorded event "
+        f"#{target} with hash {mark.hash[:16]}…, but the trail has no event #{target}",
     ]
 
 
@@ -657,7 +661,9 @@ def test_audit_checkpoint_writes_head_to_the_file_given(trail, tmp_path):
     assert (data["seq"], data["hash"]) == (head.seq, head.hash)
     assert datetime.fromisoformat(data["written_at"]) <= timezone.now()
     assert out.getvalue().startswith(f"audit checkpoint #{head.seq} {head.hash} at ")
-    assert last_checkpoint(path) == Checkpoint(**data)
+    assert (data["kind"], data["v"], data["database"]) == ("qms.audit.checkpoint", 1, head.database)
+    assert data["mac"] == Checkpoint.from_line(line).mac()
+    assert last_checkpoint(path) == Checkpoint.from_line(line)
 
 
 def test_audit_checkpoint_defaults_to_the_checkpoint_directory(product_a, checkpoint_dir):
@@ -680,13 +686,15 @@ def test_verify_audit_trail_passes_a_clean_trail(trail):
     assert err.getvalue() == ""
 
 
-def test_verify_audit_trail_warns_without_checkpoint(product_a):
-    out, err = StringIO(), StringIO()
+def test_verify_audit_trail_fails_without_checkpoint(product_a):
+    out = StringIO()
 
-    call_command("verify_audit_trail", stdout=out, stderr=err)
+    with pytest.raises(CommandError) as refused:
+        call_command("verify_audit_trail", stdout=out, stderr=StringIO())
 
-    assert out.getvalue().startswith("audit trail OK: ")
-    assert err.getvalue().startswith("warning: no checkpoint in ")
+    assert str(refused.value).startswith("audit trail NOT OK: no checkpoint covers the ")
+    assert f"up to head #{head_seq()} ({checkpoint_file()} holds none)" in str(refused.value)
+    assert out.getvalue() == ""
 
 
 @pytest.mark.parametrize("tamper", TAMPERING.values(), ids=TAMPERING.keys())

@@ -48,10 +48,12 @@ def test_deploy_check_passes_without_warnings_in_production_settings():
         **os.environ,
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(64),
+        "SIGNATURE_SEAL_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "qms.example.com",
     }
     test_only = ("DJANGO_ALLOW_ASYNC_UNSAFE",)
-    for name in ("SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "CSRF_TRUSTED_ORIGINS", *test_only):
+    https = ("SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE")
+    for name in (*https, "CSRF_COOKIE_SECURE", "CSRF_TRUSTED_ORIGINS", *test_only):
         env.pop(name, None)
 
     result = subprocess.run(
@@ -85,6 +87,17 @@ def test_compose_app_services_read_urls_and_secret_key_from_the_environment():
         assert "${" in env["DATABASE_URL"], service
         assert "${" in env["REDIS_URL"], service
         assert env["SECRET_KEY"] == "${SECRET_KEY:?set SECRET_KEY}", service
+        assert env["SIGNATURE_SEAL_KEY"] == "${SIGNATURE_SEAL_KEY:?set SIGNATURE_SEAL_KEY}"
+
+
+def test_compose_keeps_https_redirect_hsts_and_secure_cookies_on():
+    for service in APP_SERVICES:
+        env = app_environment(service)
+
+        assert env["SECURE_SSL_REDIRECT"] == "${SECURE_SSL_REDIRECT:-1}", service
+        assert env["SECURE_HSTS_SECONDS"] == "${SECURE_HSTS_SECONDS:-31536000}", service
+        assert env["SESSION_COOKIE_SECURE"] == "1", service
+        assert env["CSRF_COOKIE_SECURE"] == "1", service
 
 
 def test_compose_app_services_run_with_debug_off():

@@ -11,7 +11,14 @@ from django.urls import reverse
 
 from qms.errors import RuleViolation
 from qms.models import Signature
-from qms.signatures import signature_apply, signature_check, signatures_for, signer_verify
+from qms.signatures import (
+    _seal,
+    _seal_message,
+    signature_apply,
+    signature_check,
+    signatures_for,
+    signer_verify,
+)
 from sponsors import services
 from tests.factories import QualityAgreementFactory
 
@@ -225,3 +232,54 @@ def test_signature_is_bound_to_the_content_type(qa_approver, draft, password):
     )
     assert signature.content_type == ContentType.objects.get_for_model(draft)
     assert signature.sponsor_id == draft.sponsor_id
+
+
+def test_signature_stays_valid_when_secret_key_changes(qa_approver, draft, password, settings):
+    signature = services.quality_agreement_make_effective(
+        agreement=draft, user=qa_approver, password=password
+    )
+
+    settings.SECRET_KEY = "a-rotated-django-secret-key-" + "x" * 40
+    settings.SECRET_KEY_FALLBACKS = []
+
+    assert signature_check(signature, draft).is_valid
+
+
+def test_signature_sealed_with_a_fallback_seal_key_still_verifies(
+    qa_approver, draft, password, settings
+):
+    settings.SIGNATURE_SEAL_KEY = "the-old-seal-key-" + "o" * 40
+    signature = services.quality_agreement_make_effective(
+        agreement=draft, user=qa_approver, password=password
+    )
+
+    settings.SIGNATURE_SEAL_KEY = "the-new-seal-key-" + "n" * 40
+    settings.SIGNATURE_SEAL_KEY_FALLBACKS = ["the-old-seal-key-" + "o" * 40]
+
+    assert signature_check(signature, draft).is_valid
+
+
+def test_signature_sealed_with_an_unknown_seal_key_is_invalid(
+    qa_approver, draft, password, settings
+):
+    settings.SIGNATURE_SEAL_KEY = "a-key-nobody-keeps-" + "u" * 40
+    signature = services.quality_agreement_make_effective(
+        agreement=draft, user=qa_approver, password=password
+    )
+
+    settings.SIGNATURE_SEAL_KEY = "the-new-seal-key-" + "n" * 40
+    settings.SIGNATURE_SEAL_KEY_FALLBACKS = ["the-old-seal-key-" + "o" * 40]
+
+    check = signature_check(signature, draft)
+    assert not check.is_valid
+    assert check.problem == "the signature does not belong to this record"
+
+
+def test_signature_sealed_with_the_secret_key_is_invalid(qa_approver, draft, password, settings):
+    signature = services.quality_agreement_make_effective(
+        agreement=draft, user=qa_approver, password=password
+    )
+
+    signature.seal = _seal(_seal_message(signature), settings.SECRET_KEY)
+
+    assert not signature_check(signature, draft).is_valid
