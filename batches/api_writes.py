@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from qms.api import ERROR_RESPONSES, ErrorSerializer
-from qms.api_fields import AwareDateTimeField, BoundedDateField
+from qms.api_fields import AwareDateTimeField, BoundedCharField, BoundedDateField, BoundedTextField
 from qms.api_query import StrictQueryParameters
 from qms.idempotency import IDEMPOTENCY_KEY_PARAMETER, KEY_REUSED_RESPONSE, idempotent
 from qms.signatures import signature_check
@@ -189,14 +189,17 @@ def password() -> serializers.CharField:
 
 
 def optional_text(max_length: int | None = None, help_text: str = "") -> serializers.CharField:
-    return serializers.CharField(
+    """Optional free text: one bounded line with `max_length`, else bounded multi-line text."""
+    if max_length is None:
+        return BoundedTextField(required=False, allow_blank=True, default="", help_text=help_text)
+    return BoundedCharField(
         required=False, allow_blank=True, default="", max_length=max_length, help_text=help_text
     )
 
 
 class ReceiptSerializer(serializers.Serializer):
     material = ScopedKey(_changeable(Material), help_text="Material code.")
-    lot_number = serializers.CharField(max_length=60)
+    lot_number = BoundedCharField(max_length=60)
     quantity = quantity("In the material's unit.")
     supplier = ScopedKey(_suppliers, help_text="Supplier code.")
     supplier_lot_number = optional_text(60)
@@ -211,8 +214,8 @@ class LotDispositionSerializer(serializers.Serializer):
 
 
 class LabResultInputSerializer(serializers.Serializer):
-    test = serializers.CharField(max_length=120)
-    method = serializers.CharField(max_length=120)
+    test = BoundedCharField(max_length=120)
+    method = BoundedCharField(max_length=120)
     value = serializers.DecimalField(max_digits=14, decimal_places=4)
     low_limit = serializers.DecimalField(
         max_digits=14, decimal_places=4, required=False, allow_null=True, default=None
@@ -238,9 +241,11 @@ class ProductKeySerializer(serializers.Serializer):
     """A product named by its code; codes are unique per sponsor, so a code two sponsors in
     scope share needs the sponsor's code too."""
 
-    product = serializers.CharField(help_text="Product code.")
-    sponsor = serializers.CharField(
-        required=False, help_text="Sponsor code, where the product code alone is ambiguous."
+    product = BoundedCharField(max_length=60, help_text="Product code.")
+    sponsor = BoundedCharField(
+        max_length=60,
+        required=False,
+        help_text="Sponsor code, where the product code alone is ambiguous.",
     )
 
     def validate(self, data):
@@ -267,7 +272,7 @@ class ProductKeySerializer(serializers.Serializer):
 
 
 class BatchPlanSerializer(ProductKeySerializer):
-    number = serializers.CharField(max_length=40, help_text="The new batch number.")
+    number = BoundedCharField(max_length=40, help_text="The new batch number.")
     planned_at = AwareDateTimeField(
         required=False, allow_null=True, default=None, help_text="UTC; now when left out."
     )
@@ -307,7 +312,7 @@ class EquipmentUseEndSerializer(serializers.Serializer):
 
 
 class PackagingInputSerializer(serializers.Serializer):
-    label_version = serializers.CharField(max_length=60)
+    label_version = BoundedCharField(max_length=60)
 
 
 class LineClearanceSerializer(serializers.Serializer):
@@ -324,7 +329,7 @@ class ReconciliationSerializer(serializers.Serializer):
 
 
 class BatchCompleteSerializer(serializers.Serializer):
-    output_lot_number = serializers.CharField(max_length=60)
+    output_lot_number = BoundedCharField(max_length=60)
     quantity = quantity("The yield, in the output material's unit.")
     completed_at = moment()
     expires_on = BoundedDateField(required=False, allow_null=True, default=None)
@@ -339,7 +344,7 @@ class BatchCompleteSerializer(serializers.Serializer):
 
 
 class CleaningInputSerializer(serializers.Serializer):
-    method = serializers.CharField(max_length=200)
+    method = BoundedCharField(max_length=200)
     performed_at = moment()
 
 
@@ -380,7 +385,7 @@ class MbrContentSerializer(serializers.Serializer):
     """The content of a draft; PUT replaces all of it, PATCH the fields given (the bill and the
     steps each as a whole)."""
 
-    title = serializers.CharField(max_length=200)
+    title = BoundedCharField(max_length=200)
     batch_size = quantity()
     batch_unit = serializers.ChoiceField(choices=Unit.choices)
     theoretical_yield = quantity("Expected output per batch, in the output unit.")
@@ -403,14 +408,15 @@ class MbrMakeEffectiveSerializer(serializers.Serializer):
 
 
 class LotDispositionResultSerializer(serializers.Serializer):
-    lot_number = serializers.CharField()
+    lot_number = BoundedCharField(max_length=60)
     status = serializers.ChoiceField(choices=Lot.Status.choices)
     signature = RecordSignatureSerializer()
 
 
 class LabResultRecordedSerializer(LabResultSerializer):
     lot = serializers.SlugRelatedField(slug_field="lot_number", read_only=True)
-    deviation = serializers.CharField(
+    deviation = BoundedCharField(
+        max_length=60,
         source="oos_deviation",
         allow_null=True,
         read_only=True,
@@ -422,7 +428,7 @@ class LabResultRecordedSerializer(LabResultSerializer):
 
 
 class LineClearanceResultSerializer(serializers.Serializer):
-    batch = serializers.CharField()
+    batch = BoundedCharField(max_length=60)
     line_cleared_at = AwareDateTimeField()
     signature = RecordSignatureSerializer()
 

@@ -13,6 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from qms.audit import audited
+from qms.bounds import identifier_validator
 from qms.tenancy import SharedManager, SponsorOwned
 
 
@@ -40,7 +41,7 @@ class Material(models.Model):
 
     SPONSOR_KINDS = (Kind.INTERMEDIATE, Kind.FINISHED)
 
-    code = models.CharField(max_length=40, unique=True)
+    code = models.CharField(max_length=40, unique=True, validators=[identifier_validator])
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     unit = models.CharField(max_length=5, choices=Unit.choices, default=Unit.KG)
@@ -90,7 +91,7 @@ class Material(models.Model):
 class Customer(models.Model):
     """Who receives shipments; site-wide (a wholesaler may take several sponsors' goods)."""
 
-    code = models.CharField(max_length=40, unique=True)
+    code = models.CharField(max_length=40, unique=True, validators=[identifier_validator])
     name = models.CharField(max_length=200)
     country = models.CharField(max_length=2, blank=True)
     gln = models.CharField(max_length=13, blank=True, help_text="GS1 location number.")
@@ -488,7 +489,7 @@ class Equipment(models.Model):
         MAINTENANCE = "maintenance", "Under maintenance"
         RETIRED = "retired", "Retired"
 
-    code = models.CharField(max_length=40, unique=True)
+    code = models.CharField(max_length=40, unique=True, validators=[identifier_validator])
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=60)
     location = models.CharField(max_length=100, blank=True)

@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from qms.audit import audit_context
-from qms.bounds import date_check, date_problem, identifier_check, text_check
+from qms.bounds import date_check, date_problem, identifier_check, text_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import signature_apply, signatures_of, signer_verify
@@ -358,7 +358,10 @@ STEP_FIELDS = (
 )
 
 
-def _mbr_content_check(product: Product, bom: MbrBom, steps: list[dict], what: str) -> None:
+def _mbr_content_check(
+    product: Product, bom: MbrBom, steps: list[dict], what: str, title: str = ""
+) -> None:
+    title_check(title, f"{what}: the title")
     if not steps:
         raise RuleViolation(BatchError.INVALID, f"{what}: it needs at least one step.")
     seen = set()
@@ -385,6 +388,9 @@ def _mbr_content_check(product: Product, bom: MbrBom, steps: list[dict], what: s
             )
         if not str(step.get("title", "")).strip():
             raise RuleViolation(BatchError.INVALID, f"{what}, step {sequence}: name the step.")
+        for key in ("title", "parameter", "unit", "sop_reference"):
+            title_check(step.get(key, ""), f"{what}, step {sequence}: the {key.replace('_', ' ')}")
+        text_check(step.get("instruction", ""), f"{what}, step {sequence}: the instruction")
         low, high = step.get("low_limit"), step.get("high_limit")
         if low not in (None, "") and high not in (None, "") and Decimal(low) > Decimal(high):
             raise RuleViolation(
@@ -419,7 +425,7 @@ def mbr_create_draft(
 ) -> MasterBatchRecord:
     """A new draft version of the product's master batch record, numbered after the latest."""
     _require(by, product.sponsor_id, "change", f"write master batch records for {product.code}")
-    _mbr_content_check(product, bom, steps, f"MBR for {product.code}")
+    _mbr_content_check(product, bom, steps, f"MBR for {product.code}", title)
     with transaction.atomic(), audit_context(actor=by):
         latest = (
             MasterBatchRecord.objects.select_for_update()
@@ -503,7 +509,7 @@ def mbr_update_draft(
     """Edit a draft: its title, sizes, bill of materials and steps are replaced as given. Only
     a draft is edited; a reviewed or approved version is signed and stays as signed."""
     _require(by, mbr.sponsor_id, "change", f"edit {mbr}")
-    _mbr_content_check(mbr.product, bom, steps, str(mbr))
+    _mbr_content_check(mbr.product, bom, steps, str(mbr), title)
     with transaction.atomic(), audit_context(actor=by, reason=reason or f"{mbr} draft edited"):
         locked = MasterBatchRecord.objects.select_for_update().get(pk=mbr.pk)
         if locked.status != MasterBatchRecord.Status.DRAFT:
@@ -713,6 +719,7 @@ def batch_record_step(
                 at=at,
                 what=f"sign step {step.sequence} of batch {locked}",
             )
+        text_check(note, f"Step {step.sequence} of batch {locked}: the comment")
         value = None if value in (None, "") else Decimal(value)
         in_limits = step.in_limits(value)
         if not in_limits and not note.strip():
@@ -1005,6 +1012,7 @@ def cleaning_record(*, equipment: Equipment, method: str, performed_by, at=None)
     _require(performed_by, None, "change", f"record cleaning of {equipment.code}")
     if not method.strip():
         raise RuleViolation(BatchError.INVALID, f"Cleaning of {equipment.code}: name the method.")
+    title_check(method, f"Cleaning of {equipment.code}: the method")
     with transaction.atomic(), audit_context(actor=performed_by):
         return CleaningRecord.objects.create(
             equipment=equipment,
@@ -1048,6 +1056,7 @@ def packaging_start(*, batch: Batch, label_version: str, by) -> PackagingRecord:
     _require(by, batch.sponsor_id, "change", f"record packaging of batch {batch}")
     if not label_version.strip():
         raise RuleViolation(BatchError.INVALID, f"Packaging of {batch}: name the label version.")
+    title_check(label_version, f"Packaging of {batch}: the label version")
     if batch.status not in (
         Batch.Status.IN_PROGRESS,
         Batch.Status.COMPLETED,
@@ -1141,6 +1150,7 @@ def shipment_create(
     out-of-specification result without a closed investigation, and no more than remains."""
     _require(by, lot.sponsor_id, "change", f"ship lot {lot}")
     quantity = _positive(quantity, f"Shipment of lot {lot}")
+    title_check(reference, f"Shipment of lot {lot}: the reference")
     with transaction.atomic(), audit_context(actor=by):
         locked = Lot.objects.select_for_update().get(pk=lot.pk)
         if locked.sponsor_id is None:

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
+from django.core.validators import RegexValidator
+
 from .errors import RuleViolation
 
 EARLIEST = date(1900, 1, 1)
@@ -17,6 +19,10 @@ IDENTIFIER_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9._:+-]{{0,{IDENTIFIER_MAX - 1}}}"
 IDENTIFIER_RE = re.compile(rf"^{IDENTIFIER_PATTERN}\Z")
 IDENTIFIER_RULE = (
     f"1 to {IDENTIFIER_MAX} letters, digits and . _ : + -, starting with a letter or a digit"
+)
+
+identifier_validator = RegexValidator(
+    IDENTIFIER_RE, f"Use {IDENTIFIER_RULE}: it appears in addresses (URLs).", "invalid_identifier"
 )
 
 TITLE_MAX = 200

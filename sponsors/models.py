@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from qms.audit import audited
+from qms.bounds import identifier_validator
 from qms.tenancy import SponsorOwned, SponsorScopedManager, SponsorScopedQuerySet
 
 
@@ -49,7 +50,7 @@ class Product(SponsorOwned):
         DEVICE = "device", "Device — 21 CFR 820 (QMSR)"
         SUPPLEMENT = "supplement", "Dietary supplement — 21 CFR 111"
 
-    code = models.CharField(max_length=40)
+    code = models.CharField(max_length=40, validators=[identifier_validator])
     name = models.CharField(max_length=200)
     regulatory_basis = models.CharField(max_length=20, choices=RegulatoryBasis.choices)
     is_active = models.BooleanField(default=True)

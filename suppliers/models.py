@@ -3,6 +3,7 @@
 from django.db import models
 
 from qms.audit import audited
+from qms.bounds import identifier_validator
 
 
 @audited(sponsor=None)
@@ -13,7 +14,7 @@ class Supplier(models.Model):
         DISQUALIFIED = "disqualified", "Disqualified"
         PENDING = "pending", "Qualification pending"
 
-    code = models.CharField(max_length=40, unique=True)
+    code = models.CharField(max_length=40, unique=True, validators=[identifier_validator])
     name = models.CharField(max_length=200)
     country = models.CharField(max_length=2, blank=True)
     gln = models.CharField(max_length=13, blank=True, help_text="GS1 location number.")

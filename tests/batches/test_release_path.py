@@ -5,6 +5,7 @@ step entries, verifications and consumption follow the master batch record."""
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from django.utils import timezone
 
 from batches import services
@@ -13,7 +14,7 @@ from batches.models import Batch, ExecutedStep, Lot, MasterBatchRecord, Shipment
 from batches.services import BatchError
 from deviations.models import Deviation
 from deviations.services import deviation_record
-from qms.errors import KernelError
+from qms.errors import KernelError, RuleViolation
 from qms.models import Signature
 from qms.signatures import signatures_for
 from sponsors.models import QualityAgreement, ReleaseAuthority
@@ -433,3 +434,37 @@ def test_the_cmo_release_signature_stays_valid_after_the_sponsor_releases(plant,
         plant.sponsor_approver(sponsor_a),
     ]
     assert all(check.is_valid for _, check in checks), [check for _, check in checks]
+
+
+def test_a_step_comment_with_control_characters_or_past_the_bound_is_refused(plant):
+    batch = _in_progress(plant)
+    step = batch.mbr.steps.first()
+
+    with pytest.raises(RuleViolation) as refused_nul:
+        services.batch_record_step(
+            batch=batch, step=step, performed_by=plant.operator, value="7", note="bad\x00note"
+        )
+    with pytest.raises(RuleViolation) as refused_long:
+        services.batch_record_step(
+            batch=batch, step=step, performed_by=plant.operator, value="7", note="x" * 20_001
+        )
+
+    assert refused_nul.value.detail.startswith(f"Step 1 of batch {batch}: the comment ")
+    assert refused_long.value.detail.startswith(f"Step 1 of batch {batch}: the comment ")
+    assert not ExecutedStep.objects.filter(batch=batch).exists()
+
+
+def test_a_shipment_reference_longer_than_a_line_is_refused(plant):
+    _, lot = plant.run_batch(plant.product_a, [])
+
+    with pytest.raises(RuleViolation) as refused_reference:
+        services.shipment_create(
+            lot=lot,
+            customer=plant.customers[0],
+            quantity="1",
+            by=plant.operator,
+            reference="R" * 201,
+        )
+
+    assert refused_reference.value.detail.startswith(f"Shipment of lot {lot}: the reference ")
+    assert not Shipment.objects.exists()
