@@ -394,6 +394,41 @@ class MbrContentSerializer(serializers.Serializer):
     reason = optional_text(help_text="Why the draft changed (audit trail).")
 
 
+class MbrCreateSerializer(ProductKeySerializer):
+    """The product; for a product that has no master batch record yet, also the content of its
+    first version (later versions are copies of the version in force)."""
+
+    title = BoundedCharField(max_length=200, required=False)
+    batch_size = quantity()
+    batch_unit = serializers.ChoiceField(choices=Unit.choices, required=False)
+    theoretical_yield = quantity("Expected output per batch, in the output unit.")
+    bom = BomLineInputSerializer(many=True, required=False, help_text="The bill of materials.")
+    steps = MbrStepInputSerializer(many=True, required=False, help_text="The steps, in order.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("batch_size", "theoretical_yield"):
+            self.fields[name].required = False
+
+    FIRST_VERSION = ("title", "batch_size", "batch_unit", "theoretical_yield", "steps")
+
+    def validate(self, data):
+        data = super().validate(data)
+        product = data["product"]
+        if MasterBatchRecord.objects.filter(product=product).exists():
+            return data
+        missing = [name for name in self.FIRST_VERSION if name not in data]
+        if missing:
+            raise serializers.ValidationError(
+                {
+                    name: f"{product.code} has no master batch record yet: its first version "
+                    "needs this field."
+                    for name in missing
+                }
+            )
+        return data
+
+
 class MbrSignSerializer(serializers.Serializer):
     password = password()
 
@@ -890,14 +925,31 @@ class MasterBatchRecordWrites(Writes):
     @write_schema(
         summary="Draft the next version of a product's MBR, as a copy of the version in force",
         description="One draft at a time: refused (409) while a draft or reviewed version is "
-        "open, or when the product has no MBR to copy.",
-        request=ProductKeySerializer,
+        "open. For a product without any MBR, the body also carries the first version's "
+        "content (title, batch size and unit, theoretical yield, steps, bill of materials).",
+        request=MbrCreateSerializer,
         responses={201: MasterBatchRecordSerializer},
     )
     @idempotent
     def create(self, request):
-        data = _valid(ProductKeySerializer, request)
-        mbr = services.mbr_draft_new_version(product=data["product"], by=request.user)
+        data = _valid(MbrCreateSerializer, request)
+        product = data["product"]
+        if "title" in data and not MasterBatchRecord.objects.filter(product=product).exists():
+            mbr = services.mbr_create_draft(
+                product=product,
+                title=data["title"],
+                batch_size=data["batch_size"],
+                batch_unit=data["batch_unit"],
+                theoretical_yield=data["theoretical_yield"],
+                bom=[
+                    (line["material"], line["quantity"], line["unit"])
+                    for line in data.get("bom", [])
+                ],
+                steps=[dict(step) for step in data["steps"]],
+                by=request.user,
+            )
+        else:
+            mbr = services.mbr_draft_new_version(product=product, by=request.user)
         return self._mbr_data(mbr, status.HTTP_201_CREATED)
 
     def _update(self, request, pk, partial: bool) -> Response:

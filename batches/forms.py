@@ -281,6 +281,17 @@ class MbrForm(forms.Form):
     )
 
 
+class FirstMbrForm(forms.Form):
+    """The first version of a product's master batch record: its header and first step; the
+    rest of the steps and the bill of materials are added on the draft's edit page."""
+
+    title = forms.CharField(max_length=200)
+    batch_size = quantity_field(label="Batch size")
+    batch_unit = forms.ChoiceField(choices=Unit.choices)
+    theoretical_yield = quantity_field(label="Theoretical yield")
+    first_step = forms.CharField(max_length=200, label="First step")
+
+
 class BomLineForm(forms.Form):
     material = forms.ModelChoiceField(queryset=Material.objects.none())
     quantity = quantity_field()

@@ -5,7 +5,7 @@ e-signatures, never by the author), and make the approved version effective."""
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from qms.access import cmo_required
 from qms.forms import form_submit
@@ -23,10 +23,44 @@ def _mbr_refused(request, mbr: MasterBatchRecord, **given):
     )
 
 
+def _first_version(request, product):
+    """A product without any master batch record: its first version is written from a header
+    and a first step, then completed on the draft's edit page."""
+    form = forms.FirstMbrForm(request.POST or None)
+    if request.method == "POST":
+        done, draft = form_submit(
+            form,
+            lambda data: services.mbr_create_draft(
+                product=product,
+                title=data["title"],
+                batch_size=data["batch_size"],
+                batch_unit=data["batch_unit"],
+                theoretical_yield=data["theoretical_yield"],
+                bom=[],
+                steps=[{"title": data["first_step"]}],
+                by=request.user,
+            ),
+        )
+        if done:
+            messages.success(
+                request, f"{draft} drafted: add its steps and bill of materials, then review."
+            )
+            return redirect(reverse("batches:mbr-edit", args=[draft.pk]))
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "batches/mbr_first.html", {"product": product, "form": form}, status=status
+    )
+
+
 @cmo_required
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def mbr_new_version(request, pk: int):
     product = get_object_or_404(product_list(user=request.user), pk=pk)
+    if not MasterBatchRecord.objects.for_user(request.user).filter(product=product).exists():
+        return _first_version(request, product)
+    if request.method != "POST":
+        latest = MasterBatchRecord.objects.for_user(request.user).filter(product=product)
+        return redirect(latest.order_by("-version").first().get_absolute_url())
     form = forms.ActForm(request.POST)
     done, draft = form_submit(
         form, lambda data: services.mbr_draft_new_version(product=product, by=request.user)

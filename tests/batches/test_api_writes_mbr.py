@@ -229,3 +229,30 @@ def test_step_limits_out_of_order_are_a_400(plant):
     assert response.json()["fields"] == {
         "steps": {"0": {"low_limit": ["The low limit 7.0000 is above the high limit 6.0000."]}}
     }
+
+
+def test_the_first_version_of_a_new_product_is_written_through_the_api(plant):
+    ProductFactory(sponsor=plant.sponsor_a, code="ALP-NEW", name="Alphacillin new")
+
+    body = _ok(
+        _call(plant.operator, "master-batch-record-list", body={"product": "ALP-NEW", **CONTENT}),
+        201,
+    )
+
+    assert (body["version"], body["status"], body["title"]) == (1, "draft", CONTENT["title"])
+    assert [step["title"] for step in body["steps"]] == [s["title"] for s in CONTENT["steps"]]
+    assert [line["material"] for line in body["bom_lines"]] == ["RM-API", "RM-EXC"]
+    assert MasterBatchRecord.objects.get(pk=body["id"]).created_by == plant.operator
+
+
+def test_a_first_version_needs_its_content(plant):
+    ProductFactory(sponsor=plant.sponsor_a, code="ALP-NEW", name="Alphacillin new")
+
+    response = _call(plant.operator, "master-batch-record-list", body={"product": "ALP-NEW"})
+
+    assert response.status_code == 400
+    assert (
+        "ALP-NEW has no master batch record yet: its first version needs this field."
+        in (response.json()["detail"])
+    )
+    assert not MasterBatchRecord.objects.filter(product__code="ALP-NEW").exists()

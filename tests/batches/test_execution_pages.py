@@ -28,7 +28,7 @@ from qms.signatures import signatures_for
 from sponsors.models import Role
 from suppliers.models import Supplier
 from tests.documents.conftest import People, mbr_naming, sop
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, ProductFactory, make_user
 from tests.querycount import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
@@ -925,3 +925,53 @@ def test_shipments_list_query_count_is_constant(site):
             services.shipment_create(lot=lot, customer=northwind, quantity="1", by=site.operator)
 
     assert_constant_queries(client, _url("shipments"), ship)
+
+
+def test_the_first_version_of_a_new_product_is_written_from_its_header_and_first_step(site):
+    product = ProductFactory(sponsor=site.sponsor_a, code="ALP-NEW", name="Alphacillin new")
+    client = _client(site.operator)
+    url = reverse("batches:mbr-new-version", args=[product.pk])
+    assert "Draft version 1" in _get(client, url)
+    assert url in _get(client, reverse("sponsors:product", args=[product.pk]))
+
+    html = _followed(
+        client,
+        url,
+        {
+            "title": "Alphacillin new: manufacture",
+            "batch_size": "1000",
+            "batch_unit": "ea",
+            "theoretical_yield": "990",
+            "first_step": "Dispense",
+        },
+    )
+
+    draft = MasterBatchRecord.objects.get(product=product)
+    assert (draft.version, draft.status, draft.created_by) == (1, "draft", site.operator)
+    assert [step.title for step in draft.steps.all()] == ["Dispense"]
+    assert f"{draft} drafted: add its steps and bill of materials, then review." in html
+
+
+def test_a_first_version_without_its_first_step_is_refused_inline(site):
+    product = ProductFactory(sponsor=site.sponsor_a, code="ALP-NEW", name="Alphacillin new")
+    url = reverse("batches:mbr-new-version", args=[product.pk])
+
+    response = _post(
+        _client(site.operator),
+        url,
+        {"title": "X", "batch_size": "1", "batch_unit": "ea", "theoretical_yield": "1"},
+        status=400,
+    )
+
+    assert "This field is required." in response.content.decode()
+    assert not MasterBatchRecord.objects.filter(product=product).exists()
+
+
+def test_the_master_batch_record_link_of_a_product_with_one_leads_to_its_latest_version(site):
+    mbr = MasterBatchRecord.objects.filter(product=site.product_a).order_by("-version").first()
+
+    response = _client(site.operator).get(
+        reverse("batches:mbr-new-version", args=[site.product_a.pk])
+    )
+
+    assert response.status_code == 302 and response["Location"] == mbr.get_absolute_url()
