@@ -5,8 +5,6 @@ customer and supplier codes) within the caller's change scope, so another sponso
 as unknown as one that does not exist. Refusals are the services' own (409 `{"error",
 "detail"}`); every write accepts an `Idempotency-Key` header (`qms.idempotency`)."""
 
-from datetime import timedelta
-
 from django.db.models import F, Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -20,6 +18,7 @@ from rest_framework.settings import api_settings
 from qms.api import ERROR_RESPONSES, ErrorSerializer
 from qms.api_fields import AwareDateTimeField, BoundedCharField, BoundedDateField, BoundedTextField
 from qms.api_query import StrictQueryParameters
+from qms.bounds import FUTURE_TOLERANCE
 from qms.idempotency import IDEMPOTENCY_KEY_PARAMETER, KEY_REUSED_RESPONSE, idempotent
 from qms.signatures import signature_check
 from qms.tenancy import sponsor_ids_for
@@ -59,7 +58,6 @@ from .models import (
 from .selectors import lot_list
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused by a business rule (named)")
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 class MayRecord(BasePermission):
@@ -173,9 +171,13 @@ def moment(help_text: str = "UTC; now when left out.") -> AwareDateTimeField:
     )
 
 
-def quantity(help_text: str = "") -> serializers.DecimalField:
+def quantity(help_text: str = "", *, required: bool = True) -> serializers.DecimalField:
     return serializers.DecimalField(
-        max_digits=14, decimal_places=3, validators=[_positive], help_text=help_text
+        max_digits=14,
+        decimal_places=3,
+        validators=[_positive],
+        required=required,
+        help_text=help_text,
     )
 
 
@@ -399,23 +401,19 @@ class MbrCreateSerializer(ProductKeySerializer):
     first version (later versions are copies of the version in force)."""
 
     title = BoundedCharField(max_length=200, required=False)
-    batch_size = quantity()
+    batch_size = quantity(required=False)
     batch_unit = serializers.ChoiceField(choices=Unit.choices, required=False)
-    theoretical_yield = quantity("Expected output per batch, in the output unit.")
+    theoretical_yield = quantity("Expected output per batch, in the output unit.", required=False)
     bom = BomLineInputSerializer(many=True, required=False, help_text="The bill of materials.")
     steps = MbrStepInputSerializer(many=True, required=False, help_text="The steps, in order.")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in ("batch_size", "theoretical_yield"):
-            self.fields[name].required = False
 
     FIRST_VERSION = ("title", "batch_size", "batch_unit", "theoretical_yield", "steps")
 
     def validate(self, data):
         data = super().validate(data)
         product = data["product"]
-        if MasterBatchRecord.objects.filter(product=product).exists():
+        data["is_first"] = not MasterBatchRecord.objects.filter(product=product).exists()
+        if not data["is_first"]:
             return data
         missing = [name for name in self.FIRST_VERSION if name not in data]
         if missing:
@@ -934,7 +932,7 @@ class MasterBatchRecordWrites(Writes):
     def create(self, request):
         data = _valid(MbrCreateSerializer, request)
         product = data["product"]
-        if "title" in data and not MasterBatchRecord.objects.filter(product=product).exists():
+        if data["is_first"]:
             mbr = services.mbr_create_draft(
                 product=product,
                 title=data["title"],

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from qms.audit import audit_context
@@ -17,7 +17,7 @@ from qms.tenancy import sponsor_ids_for
 from sponsors.models import QualityAgreement, ReleaseAuthority, Severity
 
 from .models import Batch, ExecutedStep, LabResult, Lot, MbrStep, PackagingRecord
-from .services import BatchError
+from .services import BatchError, oos_results
 
 
 @dataclass
@@ -95,13 +95,8 @@ def release_checks(batches) -> dict[int, ReleaseCheck]:
     ).select_related("deviation", "lot")
     for link in by_lot:
         linked[link.lot.produced_by_id][link.deviation_id] = link.deviation
-    closed = Deviation.objects.filter(lab_result=OuterRef("pk"), status=Deviation.Status.CLOSED)
     oos_by_batch: dict[int, list[LabResult]] = defaultdict(list)
-    oos = (
-        LabResult.objects.filter(lot__produced_by_id__in=ids, outcome=LabResult.Outcome.OOS)
-        .select_related("lot")
-        .annotate(is_investigated=Exists(closed))
-    )
+    oos = oos_results(LabResult.objects.filter(lot__produced_by_id__in=ids)).select_related("lot")
     for result in oos:
         oos_by_batch[result.lot.produced_by_id].append(result)
     steps: dict[int, list[MbrStep]] = defaultdict(list)

@@ -1,7 +1,7 @@
 """Business actions of the manufacturing record. Each is one transaction, attributed in the audit
 trail; each refusal names the rule and the record."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -10,7 +10,14 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from qms.audit import audit_context
-from qms.bounds import date_check, date_problem, identifier_check, text_check, title_check
+from qms.bounds import (
+    FUTURE_TOLERANCE,
+    date_check,
+    date_problem,
+    identifier_check,
+    text_check,
+    title_check,
+)
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import signature_apply, signatures_of, signer_verify
@@ -117,9 +124,6 @@ def _note_evidence(batch: Batch) -> None:
     note_evidence(batch)
 
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
-
-
 def _moment(
     at: datetime | None, what: str, *, not_before: datetime | None = None, after=""
 ) -> datetime:
@@ -217,6 +221,15 @@ def lot_receive(
         )
 
 
+def oos_results(results):
+    """The out-of-specification results among `results`, each annotated `is_investigated`:
+    whether its OOS investigation is closed."""
+    from deviations.models import Deviation
+
+    closed = Deviation.objects.filter(lab_result=OuterRef("pk"), status=Deviation.Status.CLOSED)
+    return results.filter(outcome=LabResult.Outcome.OOS).annotate(is_investigated=Exists(closed))
+
+
 def lot_open_issues(lot: Lot) -> list[str]:
     """What stands against releasing or shipping `lot` now: a linked deviation (of the lot or
     of the batch that made it) that is not closed, and an out-of-specification result without a
@@ -234,12 +247,7 @@ def lot_open_issues(lot: Lot) -> list[str]:
         .distinct()
         .order_by("number")
     ]
-    closed = Deviation.objects.filter(lab_result=OuterRef("pk"), status=Deviation.Status.CLOSED)
-    for result in (
-        lot.lab_results.filter(outcome=LabResult.Outcome.OOS)
-        .annotate(is_investigated=Exists(closed))
-        .order_by("tested_at", "id")
-    ):
+    for result in oos_results(lot.lab_results.all()).order_by("tested_at", "id"):
         if not result.is_investigated:
             issues.append(f"{result.test} is out of specification without a closed investigation")
     return issues

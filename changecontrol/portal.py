@@ -11,9 +11,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from deviations.views import PAGE_SIZE, password_field
+from deviations.views import PAGE_SIZE
 from qms.access import portal_required
 from qms.errors import RuleViolation
+from qms.forms import signature_password_field
 from qms.records import record_trail
 from qms.tenancy import sponsor_ids_for
 from sponsors.models import Obligation
@@ -58,7 +59,7 @@ class DecisionForm(forms.Form):
         help_text="Only to accept an effective date earlier than the lead time allows; leave "
         "empty otherwise. Your signature covers it.",
     )
-    password = password_field()
+    password = signature_password_field()
 
 
 def _slice(request, sponsor, number: str) -> tuple[ChangeRequest, SponsorObligation | None]:

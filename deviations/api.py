@@ -2,8 +2,6 @@
 acknowledgement; filters by lot, batch and product), batch release/reject by e-signature, and the
 caller's in-app notifications. Sponsor-scoped."""
 
-from datetime import timedelta
-
 import django_filters.rest_framework as django_filters
 from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404
@@ -24,6 +22,7 @@ from batches.models import Batch, Equipment, Lot
 from qms.api import ERROR_RESPONSES, ErrorSerializer
 from qms.api_fields import AwareDateTimeField, BoundedCharField, BoundedTextField
 from qms.api_query import StrictQueryParameters
+from qms.bounds import FUTURE_TOLERANCE
 from qms.models import Deadline, Notification, Signature
 from qms.notifications import notifications_for
 from qms.signatures import signatures_of
@@ -184,7 +183,7 @@ class DeviationRecordSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"occurred_at": "A deviation cannot be discovered before it occurred."}
             )
-        if data["discovered_at"] > timezone.now() + timedelta(minutes=5):
+        if data["discovered_at"] > timezone.now() + FUTURE_TOLERANCE:
             raise serializers.ValidationError(
                 {"discovered_at": "A deviation cannot be discovered in the future."}
             )

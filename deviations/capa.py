@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce, Extract
 from django.utils import timezone
 
 from qms.audit import audit_context
-from qms.bounds import date_check, text_check, title_check
+from qms.bounds import FUTURE_TOLERANCE, date_check, text_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_schedule
@@ -163,7 +163,7 @@ def capa_open(
     _capa_bounds(title, description, effectiveness_criteria, effectiveness_due, "The CAPA")
     date_check(opened_at, "When the CAPA was opened", CapaError.INVALID)
     opened_at = opened_at or timezone.now()
-    if opened_at > timezone.now() + timedelta(minutes=5):
+    if opened_at > timezone.now() + FUTURE_TOLERANCE:
         raise RuleViolation(CapaError.INVALID, "A CAPA cannot be opened in the future.")
     if source_kind == Capa.SourceKind.DEVIATION:
         if deviation is None:

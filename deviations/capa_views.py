@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from qms.access import cmo_required
 from qms.errors import RuleViolation
+from qms.forms import signature_password_field
 from qms.models import Notification
 from qms.records import record_trail
 from qms.tenancy import sponsor_ids_for
@@ -24,7 +25,7 @@ from sponsors.selectors import sponsor_list
 from . import capa as services
 from .models import Capa, CapaAction, Deviation
 from .selectors import deadlines_of, deviation_list
-from .views import PAGE_SIZE, password_field
+from .views import PAGE_SIZE
 
 DATE = forms.DateInput(attrs={"type": "date"})
 
@@ -214,7 +215,7 @@ class EffectivenessForm(forms.Form):
 
 
 class CloseForm(forms.Form):
-    password = password_field()
+    password = signature_password_field()
 
 
 def _capa(request, number: str) -> Capa:

@@ -14,6 +14,7 @@ from batches.models import Batch
 from batches.selectors import batch_list
 from qms.access import portal_required
 from qms.errors import RuleViolation
+from qms.forms import signature_password_field
 from qms.models import Notification
 from qms.records import record_trail
 from qms.tenancy import sponsor_ids_for
@@ -22,7 +23,7 @@ from sponsors.portal import _own_sponsor
 
 from . import selectors, services
 from .models import Deviation
-from .views import PAGE_SIZE, duration, password_field, with_overdue
+from .views import PAGE_SIZE, duration, with_overdue
 
 SPONSOR_DEADLINES = ("deviation_notice", "investigation_summary", services.CLOSURE_APPROVAL)
 
@@ -92,7 +93,7 @@ class DecisionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Required when you reject.",
     )
-    password = password_field()
+    password = signature_password_field()
 
 
 def _deviation(request, sponsor, number: str) -> Deviation:
@@ -177,7 +178,7 @@ def deviation_decide(request, number: str):
 
 class ReleaseForm(forms.Form):
     batch = forms.CharField(widget=forms.HiddenInput)
-    password = password_field()
+    password = signature_password_field()
 
 
 @portal_required

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from batches.models import Consumption, Equipment, EquipmentUse, LabResult, Lot
 from qms.audit import audit_context
-from qms.bounds import date_check, text_check, title_check
+from qms.bounds import FUTURE_TOLERANCE, date_check, text_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Deadline, Signature
 from qms.notifications import deadline_cancel, deadline_mark_met, deadline_schedule
@@ -241,7 +241,7 @@ def deviation_record(
         raise RuleViolation(
             DeviationError.INVALID, "A deviation cannot be discovered before it occurred."
         )
-    if discovered_at > timezone.now() + timedelta(minutes=5):
+    if discovered_at > timezone.now() + FUTURE_TOLERANCE:
         raise RuleViolation(
             DeviationError.INVALID, "A deviation cannot be discovered in the future."
         )

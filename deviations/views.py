@@ -2,7 +2,6 @@
 notices, investigation, severity change, closure), and the release queue with disposition."""
 
 import re
-from datetime import UTC
 
 import django_filters
 from django import forms
@@ -15,7 +14,6 @@ from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from batches.disposition import batch_disposition, release_checks
@@ -23,6 +21,7 @@ from batches.models import Batch, Equipment, Lot
 from batches.selectors import batch_list
 from qms.access import cmo_required
 from qms.errors import RuleViolation
+from qms.forms import as_utc, signature_password_field
 from qms.models import Deadline, Notification
 from qms.records import record_trail
 from qms.tenancy import sponsor_ids_for
@@ -33,20 +32,6 @@ from . import selectors, services
 from .models import Deviation
 
 PAGE_SIZE = 25
-PASSWORD_HELP = "Re-enter your password to sign (21 CFR 11.200)."
-
-
-def password_field() -> forms.CharField:
-    return forms.CharField(
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text=PASSWORD_HELP,
-    )
-
-
-def aware(moment):
-    if moment is not None and timezone.is_naive(moment):
-        return timezone.make_aware(moment, UTC)
-    return moment
 
 
 def duration(delta) -> str:
@@ -194,8 +179,8 @@ def deviation_create(request):
                 description=data["description"],
                 category=data["category"],
                 severity=data["severity"],
-                occurred_at=aware(data["occurred_at"]),
-                discovered_at=aware(data["discovered_at"]),
+                occurred_at=as_utc(data["occurred_at"]),
+                discovered_at=as_utc(data["discovered_at"]),
                 lots=data["lots"],
                 batches=data["batches"],
                 equipment=data["equipment"],
@@ -228,7 +213,7 @@ class SeverityForm(forms.Form):
 
 
 class CloseForm(forms.Form):
-    password = password_field()
+    password = signature_password_field()
 
 
 def _deviation(request, number: str) -> Deviation:
@@ -431,7 +416,7 @@ class DispositionForm(forms.Form):
     decision = forms.ChoiceField(
         choices=[("release", "Release"), ("reject", "Reject")], widget=forms.RadioSelect
     )
-    password = password_field()
+    password = signature_password_field()
 
 
 def _batch(request, number: str) -> Batch:

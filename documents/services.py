@@ -9,7 +9,7 @@ import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from django.conf import settings
@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from qms.audit import audit_context
-from qms.bounds import date_check, identifier_check, title_check
+from qms.bounds import FUTURE_TOLERANCE, date_check, identifier_check, title_check
 from qms.errors import RuleViolation
 from qms.models import Signature
 from qms.signatures import printed_name, signature_apply, signer_verify
@@ -814,7 +814,7 @@ def training_record_series(
     _aware(completed_at, "The completion time")
     now = timezone.now()
     completed_at = completed_at or now
-    if completed_at > now + timedelta(minutes=5):
+    if completed_at > now + FUTURE_TOLERANCE:
         raise RuleViolation(
             DocumentError.TRAINING,
             f"Training of {_who(user)} cannot be completed in the future ({_when(completed_at)}).",

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from qms.access import cmo_required
 from qms.errors import RuleViolation
+from qms.forms import signature_password_field
 from qms.models import Signature
 from qms.records import record_trail
 from qms.signatures import signature_check
@@ -33,16 +34,7 @@ from .models import Document, DocumentType, DocumentVersion, TrainingRequirement
 
 PAGE_SIZE = 25
 MATRIX_PAGE_SIZE = 25
-PASSWORD_HELP = "Re-enter your password to sign (21 CFR 11.200)."
 Status = DocumentVersion.Status
-
-
-def password_field(label="Password", help_text=PASSWORD_HELP) -> forms.CharField:
-    return forms.CharField(
-        label=label,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text=help_text,
-    )
 
 
 def moment_field(label: str, help_text: str = "") -> forms.DateTimeField:
@@ -391,7 +383,7 @@ class AttachForm(forms.Form):
 
 
 class SignForm(forms.Form):
-    password = password_field()
+    password = signature_password_field()
 
 
 class ApproveForm(forms.Form):
@@ -400,7 +392,7 @@ class ApproveForm(forms.Form):
         "Empty: effective now. A future date puts it in force then. A version carried by a "
         "change request takes effect when the change does.",
     )
-    password = password_field()
+    password = signature_password_field()
 
 
 class MakeEffectiveForm(forms.Form):
@@ -411,9 +403,9 @@ class TrainingForm(forms.Form):
     trainee = PersonChoiceField(queryset=None)
     completed_at = moment_field("Completed (UTC)", "Empty: now.")
     note = forms.CharField(required=False, max_length=500)
-    trainee_password = password_field(
-        "Trainee's password",
-        "The trainee signs: read and understood (21 CFR 11.200).",
+    trainee_password = signature_password_field(
+        label="Trainee's password",
+        help_text="The trainee signs: read and understood (21 CFR 11.200).",
     )
 
     def __init__(self, *args, version, **kwargs):

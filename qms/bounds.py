@@ -3,7 +3,7 @@ identifiers that fit in a URL, and free text without control characters and of a
 writes. Services check what they accept with these; forms and serializers use the same limits."""
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from django.core.validators import RegexValidator
@@ -24,6 +24,10 @@ IDENTIFIER_RULE = (
 identifier_validator = RegexValidator(
     IDENTIFIER_RE, f"Use {IDENTIFIER_RULE}: it appears in addresses (URLs).", "invalid_identifier"
 )
+
+# How far ahead of the server clock a recorded time may be (clocks of devices at the line
+# drift); anything later is "in the future".
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 TITLE_MAX = 200
 TEXT_MAX = 20_000

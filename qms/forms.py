@@ -18,10 +18,14 @@ T = TypeVar("T")
 PASSWORD_HELP = "Re-enter your password to sign (21 CFR 11.200)."
 
 
-def signature_password_field(**kwargs) -> forms.CharField:
+def signature_password_field(
+    *, label: str = "Password", help_text: str = PASSWORD_HELP, **kwargs
+) -> forms.CharField:
+    """The password re-entered to sign, taken as typed (as at login: never stripped)."""
     return forms.CharField(
+        label=label,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text=PASSWORD_HELP,
+        help_text=help_text,
         strip=False,
         **kwargs,
     )
